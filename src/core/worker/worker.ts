@@ -1,0 +1,17 @@
+import { parentPort } from 'node:worker_threads';
+import { inspectModel } from '../inspect';
+import { RpcEndpoint, type Handlers } from '../../protocol/rpc';
+import type { FromWorkerEvent, ToWorkerEvent, WorkerHostRequests, WorkerRequests } from '../../protocol/worker';
+
+/** The compute worker: model reading now; onnxruntime sessions, sweeps and passes as they land. */
+const handlers: Handlers<WorkerRequests> = {
+  inspect: ({ file }) => inspectModel(file),
+};
+
+if (!parentPort) throw new Error('worker.js must run in a worker thread');
+const port = parentPort;
+const endpoint = new RpcEndpoint<WorkerHostRequests, WorkerRequests, FromWorkerEvent, ToWorkerEvent>(
+  (msg, transfer) => port.postMessage(msg, transfer ?? []),
+  handlers,
+);
+port.on('message', (msg) => endpoint.receive(msg));

@@ -1,0 +1,38 @@
+import * as fs from 'node:fs';
+import * as vscode from 'vscode';
+import type { ModelSummary } from '../core/inspect';
+import { WorkerClient } from '../core/worker/client';
+
+/** The extension's access to the engine: all compute goes through the worker, off the host's main thread. */
+export class Engine implements vscode.Disposable {
+  private readonly worker: WorkerClient;
+  private readonly cache = new Map<string, { stamp: string; summary: Promise<ModelSummary> }>();
+
+  constructor(extensionUri: vscode.Uri) {
+    this.worker = new WorkerClient(vscode.Uri.joinPath(extensionUri, 'dist', 'worker.js').fsPath);
+  }
+
+  /** The model's summary, computed in the worker and cached until the file's size or mtime changes. */
+  inspect(file: string, token?: vscode.CancellationToken): Promise<ModelSummary> {
+    let stamp = '';
+    try {
+      const st = fs.statSync(file);
+      stamp = `${st.size}:${st.mtimeMs}`;
+    } catch {
+      // Let the worker report the missing file in its own words.
+    }
+    const hit = this.cache.get(file);
+    if (hit && hit.stamp === stamp) return hit.summary;
+    const controller = new AbortController();
+    token?.onCancellationRequested(() => controller.abort());
+    const summary = this.worker.request('inspect', { file }, controller.signal);
+    this.cache.set(file, { stamp, summary });
+    summary.catch(() => this.cache.delete(file));
+    return summary;
+  }
+
+  dispose(): void {
+    this.worker.dispose();
+    this.cache.clear();
+  }
+}

@@ -1,0 +1,37 @@
+import * as vscode from 'vscode';
+import type { ModelSummary } from '../core/inspect';
+import { registerCommands } from './commands';
+import { Engine } from './engine';
+import { ExecutionProviderStatus } from './executionProvider';
+import { InspectorEditorProvider, inspectorViewType } from './inspectorEditor';
+import { ModelsView, modelsViewId } from './modelsView';
+import { SensitivityView, sensitivityViewId } from './sensitivityView';
+
+/** What the extension exports: used by the integration tests and by other extensions. */
+export interface WhittleApi {
+  /** Summarises a model in the worker, as the inspector does. */
+  inspect(file: string): Promise<ModelSummary>;
+}
+
+/** Activates Whittle: engine worker, inspector, side-bar views, status bar and commands. */
+export function activate(context: vscode.ExtensionContext): WhittleApi {
+  const engine = new Engine(context.extensionUri);
+  const sensitivity = new SensitivityView(context.extensionUri);
+  const models = new ModelsView();
+  context.subscriptions.push(
+    engine,
+    sensitivity,
+    models,
+    vscode.window.registerCustomEditorProvider(inspectorViewType, new InspectorEditorProvider(context.extensionUri, engine, sensitivity), {
+      supportsMultipleEditorsPerDocument: true,
+    }),
+    vscode.window.registerWebviewViewProvider(sensitivityViewId, sensitivity),
+    vscode.window.createTreeView(modelsViewId, { treeDataProvider: models, showCollapseAll: false }),
+    new ExecutionProviderStatus(),
+    ...registerCommands(() => models.refresh()),
+  );
+  return { inspect: (file) => engine.inspect(file) };
+}
+
+/** Nothing to do: every resource is in context.subscriptions. */
+export function deactivate(): void {}

@@ -1,0 +1,98 @@
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { FromInspectorEvent, InspectorHostRequests, InspectorWebviewRequests, ToInspectorEvent } from '../protocol/inspector';
+import { Disposable } from './dispose';
+import type { Engine } from './engine';
+import type { SensitivityView } from './sensitivityView';
+import { WebviewChannel } from './webviewChannel';
+import { webviewHtml, webviewOptions } from './webviewHtml';
+
+/** The Model Inspector custom editor's view type (package.json `customEditors`). */
+export const inspectorViewType = 'whittle.modelInspector';
+
+/** A model opened in the inspector; read-only, so it holds nothing but its URI. */
+class ModelDocument implements vscode.CustomDocument {
+  constructor(readonly uri: vscode.Uri) {}
+  dispose(): void {}
+}
+
+/** One open inspector panel. */
+class InspectorPanel extends Disposable {
+  constructor(
+    private readonly document: ModelDocument,
+    private readonly panel: vscode.WebviewPanel,
+    extensionUri: vscode.Uri,
+    engine: Engine,
+    sensitivity: SensitivityView,
+  ) {
+    super();
+    const file = document.uri.fsPath;
+    panel.webview.options = webviewOptions(extensionUri);
+    const channel = this._register(
+      new WebviewChannel<InspectorWebviewRequests, InspectorHostRequests, ToInspectorEvent, FromInspectorEvent>(
+        panel.webview,
+        { getSummary: (_params, signal) => engine.inspect(file, tokenFor(signal)) },
+        (event) => {
+          switch (event.type) {
+            case 'ready':
+              break;
+            case 'layerSelected':
+              sensitivity.selectLayer(event.name);
+              break;
+            case 'runCommand':
+              void vscode.commands.executeCommand(event.command, document.uri);
+              break;
+            default: {
+              const never: never = event;
+              void never;
+            }
+          }
+        },
+      ),
+    );
+    panel.webview.html = webviewHtml(panel.webview, extensionUri, { title: path.basename(file), bundle: 'inspector' });
+
+    const showInSensitivity = () => {
+      engine.inspect(file).then(
+        (summary) => sensitivity.showModel(summary),
+        () => sensitivity.showModel(undefined),
+      );
+    };
+    if (panel.active) showInSensitivity();
+    this._register(panel.onDidChangeViewState((e) => e.webviewPanel.active && showInSensitivity()));
+
+    // Re-read the model when it changes on disk (a pass wrote it, or the user replaced it).
+    const watcher = this._register(
+      vscode.workspace.createFileSystemWatcher(new vscode.RelativePattern(vscode.Uri.file(path.dirname(file)), path.basename(file))),
+    );
+    const changed = () => channel.rpc.sendEvent({ type: 'modelChanged' });
+    this._register(watcher.onDidChange(changed));
+    this._register(watcher.onDidCreate(changed));
+    this._register(panel.onDidDispose(() => this.dispose()));
+  }
+}
+
+/** Turns an AbortSignal into a CancellationToken for engine calls. */
+function tokenFor(signal: AbortSignal): vscode.CancellationToken {
+  const source = new vscode.CancellationTokenSource();
+  if (signal.aborted) source.cancel();
+  else signal.addEventListener('abort', () => source.cancel(), { once: true });
+  return source.token;
+}
+
+/** Opens `*.onnx` files in the Model Inspector. */
+export class InspectorEditorProvider implements vscode.CustomReadonlyEditorProvider<ModelDocument> {
+  constructor(
+    private readonly extensionUri: vscode.Uri,
+    private readonly engine: Engine,
+    private readonly sensitivity: SensitivityView,
+  ) {}
+
+  openCustomDocument(uri: vscode.Uri): ModelDocument {
+    return new ModelDocument(uri);
+  }
+
+  resolveCustomEditor(document: ModelDocument, panel: vscode.WebviewPanel): void {
+    new InspectorPanel(document, panel, this.extensionUri, this.engine, this.sensitivity);
+  }
+}

@@ -1,0 +1,99 @@
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { sampleModelParams } from '../../src/core/samples/sampleModel';
+import type { WhittleApi } from '../../src/extension/extension';
+
+/**
+ * Integration tests that run inside the real VS Code extension host (code-server), loaded through the
+ * `extensionTestsPath` payload by test/e2e/run.ts. Results go to $WHITTLE_TEST_RESULTS, ending with the
+ * line "N passed, M failed".
+ */
+
+const tests: Array<[string, () => Promise<void>]> = [];
+const test = (name: string, fn: () => Promise<void>) => tests.push([name, fn]);
+
+const extensionId = 'whittle.whittle';
+const workspace = () => vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? process.env.WHITTLE_TEST_WORKSPACE ?? '';
+const sample = () => path.join(workspace(), 'lenet-sample.onnx');
+
+async function api(): Promise<WhittleApi> {
+  const ext = vscode.extensions.getExtension<WhittleApi>(extensionId);
+  assert.ok(ext, `extension ${extensionId} is not loaded`);
+  return ext.activate();
+}
+
+test('the extension activates and registers every command it declares', async () => {
+  await api();
+  const ext = vscode.extensions.getExtension(extensionId)!;
+  const declared: string[] = ext.packageJSON.contributes.commands.map((c: { command: string }) => c.command);
+  const registered = new Set(await vscode.commands.getCommands(true));
+  const missing = declared.filter((c) => !registered.has(c));
+  assert.deepEqual(missing, []);
+  assert.ok(declared.length >= 10);
+});
+
+test('the worker inspects the sample model inside the extension host', async () => {
+  const summary = await (await api()).inspect(sample());
+  assert.equal(summary.params, sampleModelParams);
+  assert.deepEqual(summary.layers.map((l) => l.op), ['Conv', 'Conv', 'Gemm', 'Gemm']);
+  assert.deepEqual(summary.inputs.map((i) => i.shape), [['batch', 1, 28, 28]]);
+});
+
+test('a garbage .onnx gives an error naming the file, and the host survives', async () => {
+  const bad = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'whittle-it-')), 'garbage.onnx');
+  fs.writeFileSync(bad, Buffer.from('this is not a model at all, just text'));
+  await assert.rejects((await api()).inspect(bad), (err: Error) => err.message.includes(bad) && /not an ONNX model|not a recognised/.test(err.message));
+  // Still alive and answering after the failure.
+  assert.equal((await (await api()).inspect(sample())).params, sampleModelParams);
+});
+
+test('the custom editor opens a .onnx as the Model Inspector', async () => {
+  const uri = vscode.Uri.file(sample());
+  await vscode.commands.executeCommand('whittle.inspect', uri);
+  const deadline = Date.now() + 10_000;
+  let input: unknown;
+  while (Date.now() < deadline) {
+    input = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
+    if (input instanceof vscode.TabInputCustom) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(input instanceof vscode.TabInputCustom, 'active tab is not a custom editor');
+  assert.equal(input.viewType, 'whittle.modelInspector');
+  assert.equal(input.uri.fsPath, uri.fsPath);
+  await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
+});
+
+test('a command that has not landed says so instead of pretending', async () => {
+  const message = await vscode.commands.executeCommand<string>('whittle.compress', vscode.Uri.file(sample()));
+  assert.match(message, /Compress Model… is not available yet/);
+});
+
+test('Select Execution Provider is backed by the whittle.executionProvider setting', async () => {
+  const config = vscode.workspace.getConfiguration('whittle');
+  assert.equal(config.inspect('executionProvider')?.defaultValue, 'auto');
+  assert.equal(config.inspect('calibration.maxSamples')?.defaultValue, 256);
+});
+
+/** Entry point called by the extension host (the extensionTestsPath contract). */
+export async function run(): Promise<void> {
+  const out = process.env.WHITTLE_TEST_RESULTS ?? path.join(os.tmpdir(), 'whittle-integration.txt');
+  const lines: string[] = [];
+  let passed = 0;
+  let failed = 0;
+  for (const [name, fn] of tests) {
+    try {
+      await fn();
+      passed++;
+      lines.push(`ok   ${name}`);
+    } catch (err) {
+      failed++;
+      lines.push(`FAIL ${name}: ${err instanceof Error ? err.message.replace(/\n/g, ' ') : String(err)}`);
+    }
+    fs.writeFileSync(out, lines.join('\n') + '\n');
+  }
+  fs.writeFileSync(out, `${lines.join('\n')}\n${passed} passed, ${failed} failed\n`);
+  if (failed) throw new Error(`${failed} integration test(s) failed`);
+}

@@ -1,0 +1,197 @@
+import '@vscode-elements/elements/dist/vscode-badge/index.js';
+import '@vscode-elements/elements/dist/vscode-button/index.js';
+import '@vscode-elements/elements/dist/vscode-progress-ring/index.js';
+import { scaleBand, scaleLinear, select } from 'd3';
+import type { FromInspectorEvent, InspectorHostRequests, InspectorWebviewRequests, LayerInfo, ModelSummary, ToInspectorEvent } from '../../src/protocol/inspector';
+import { connect, getState, setState } from '../common/api';
+import { formatBytes, formatCount, formatNumber, h } from '../common/dom';
+
+/** The Model Inspector: model card, inputs and outputs, op counts, and the layer table. */
+
+type SortKey = 'order' | 'params' | 'sparsity';
+interface UiState {
+  selected?: string;
+  sort: SortKey;
+}
+
+const app = document.getElementById('app')!;
+let ui = getState<UiState>({ sort: 'order' });
+let summary: ModelSummary | undefined;
+
+const rpc = connect<InspectorHostRequests, InspectorWebviewRequests, FromInspectorEvent, ToInspectorEvent>({}, (event) => {
+  switch (event.type) {
+    case 'modelChanged':
+      void load();
+      break;
+    default: {
+      const never: never = event.type;
+      void never;
+    }
+  }
+});
+
+async function load(): Promise<void> {
+  app.setAttribute('aria-busy', 'true');
+  app.replaceChildren(h('p', {}, h('vscode-progress-ring'), ' Reading the model…'));
+  try {
+    summary = await rpc.request('getSummary', {});
+    render(summary);
+  } catch (err) {
+    app.replaceChildren(h('h1', {}, 'Cannot open this model'), h('p', { class: 'error', id: 'error' }, (err as Error).message));
+  } finally {
+    app.removeAttribute('aria-busy');
+  }
+}
+
+function render(s: ModelSummary): void {
+  const name = s.file.split(/[\\/]/).pop() ?? s.file;
+  const layerParams = (l: LayerInfo) => l.weights.reduce((a, w) => a + w.params, 0);
+  app.replaceChildren(
+    h('h1', {}, name),
+    h('div', { class: 'muted mono' }, s.file),
+    h(
+      'div',
+      { class: 'badges' },
+      h('vscode-badge', {}, s.format.toUpperCase()),
+      h('vscode-badge', {}, `IR ${s.irVersion}`),
+      ...Object.entries(s.opsets).map(([d, v]) => h('vscode-badge', {}, `${d} v${v}`)),
+      s.producer ? h('vscode-badge', {}, s.producer) : null,
+    ),
+    h(
+      'div',
+      { class: 'cards' },
+      card('Parameters', formatCount(s.params), 'params'),
+      card('Weight bytes', formatBytes(s.bytes), 'weight-bytes'),
+      card('File size', formatBytes(s.fileBytes), 'file-bytes'),
+      card('Nodes', formatCount(s.nodes), 'nodes'),
+      card('Weight-bearing layers', formatCount(s.layers.length), 'layer-count'),
+    ),
+    h(
+      'div',
+      { class: 'toolbar' },
+      h('vscode-button', { onclick: () => rpc.sendEvent({ type: 'runCommand', command: 'whittle.compress' }) }, 'Compress…'),
+      h('vscode-button', { secondary: true, onclick: () => rpc.sendEvent({ type: 'runCommand', command: 'whittle.analyzeSensitivity' }) }, 'Analyze sensitivity'),
+    ),
+    ...s.warnings.map((w) => h('p', { class: 'warning' }, `⚠ ${w}`)),
+    h(
+      'div',
+      { class: 'two-col' },
+      h('section', {}, h('h2', {}, 'Inputs'), ioTable(s.inputs), h('h2', {}, 'Outputs'), ioTable(s.outputs)),
+      h('section', {}, h('h2', {}, 'Operators'), opChart(s.opCounts)),
+    ),
+    h('h2', {}, `Layers (${s.layers.length})`),
+    layerTable(s.layers, layerParams),
+  );
+}
+
+function card(label: string, value: string, id: string): HTMLElement {
+  return h('div', { class: 'card' }, h('div', { class: 'value', id }, value), h('div', { class: 'label' }, label));
+}
+
+function ioTable(list: ModelSummary['inputs']): HTMLElement {
+  return h(
+    'table',
+    {},
+    h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'Type'), h('th', {}, 'Shape'))),
+    h(
+      'tbody',
+      {},
+      ...list.map((io) =>
+        h('tr', {}, h('td', { class: 'mono' }, io.name), h('td', {}, io.dtype), h('td', { class: 'mono' }, io.shape ? `[${io.shape.map((d) => d ?? '?').join(', ')}]` : '?')),
+      ),
+    ),
+  );
+}
+
+function opChart(counts: Record<string, number>): SVGSVGElement {
+  const data = Object.entries(counts).sort((a, b) => b[1] - a[1]);
+  const row = 18;
+  const width = 360;
+  const labelWidth = 130;
+  const height = data.length * row + 4;
+  const x = scaleLinear().domain([0, Math.max(1, ...data.map((d) => d[1]))]).range([0, width - labelWidth - 40]);
+  const y = scaleBand().domain(data.map((d) => d[0])).range([0, data.length * row]).padding(0.2);
+  const svg = select(document.createElementNS('http://www.w3.org/2000/svg', 'svg'))
+    .attr('id', 'op-chart')
+    .attr('viewBox', `0 0 ${width} ${height}`)
+    .attr('width', width)
+    .attr('height', height)
+    .attr('role', 'img')
+    .attr('aria-label', 'Node count by operator');
+  const g = svg.selectAll('g').data(data).join('g').attr('transform', (d) => `translate(0,${y(d[0])})`);
+  g.append('text').attr('x', labelWidth - 6).attr('y', y.bandwidth() / 2).attr('dy', '0.35em').attr('text-anchor', 'end').text((d) => d[0]);
+  g.append('rect').attr('class', 'bar').attr('x', labelWidth).attr('height', y.bandwidth()).attr('width', (d) => Math.max(1, x(d[1])));
+  g.append('text').attr('x', (d) => labelWidth + x(d[1]) + 4).attr('y', y.bandwidth() / 2).attr('dy', '0.35em').text((d) => d[1]);
+  return svg.node()!;
+}
+
+function layerTable(layers: LayerInfo[], params: (l: LayerInfo) => number): HTMLElement {
+  const sorted = [...layers];
+  const first = (l: LayerInfo) => l.weights[0];
+  if (ui.sort === 'params') sorted.sort((a, b) => params(b) - params(a));
+  if (ui.sort === 'sparsity') sorted.sort((a, b) => (first(b)?.sparsity ?? 0) - (first(a)?.sparsity ?? 0));
+  const sortHeader = (label: string, key: SortKey) =>
+    h('th', { class: 'num sortable', title: `sort by ${label.toLowerCase()}`, onclick: () => resort(key) }, label + (ui.sort === key ? ' ▾' : ''));
+  return h(
+    'div',
+    { class: 'table-wrap' },
+    h(
+      'table',
+      { id: 'layers' },
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          h('th', { class: 'sortable', onclick: () => resort('order') }, 'Layer' + (ui.sort === 'order' ? ' ▾' : '')),
+          h('th', {}, 'Op'),
+          h('th', {}, 'Weight shape'),
+          h('th', {}, 'dtype'),
+          sortHeader('Params', 'params'),
+          sortHeader('Sparsity', 'sparsity'),
+          h('th', { class: 'num' }, 'Min'),
+          h('th', { class: 'num' }, 'Max'),
+          h('th', { class: 'num' }, 'Mean'),
+          h('th', { class: 'num' }, 'Std'),
+        ),
+      ),
+      h(
+        'tbody',
+        {},
+        ...sorted.map((l) => {
+          const w = first(l);
+          return h(
+            'tr',
+            { class: `layer${ui.selected === l.name ? ' selected' : ''}`, 'data-layer': l.name, onclick: () => selectLayer(l.name) },
+            h('td', { class: 'mono' }, l.name),
+            h('td', {}, l.op),
+            h('td', { class: 'mono' }, l.weights.map((x) => `[${x.shape.join('×')}]`).join(' ')),
+            h('td', {}, w?.dtype ?? ''),
+            h('td', { class: 'num' }, formatCount(params(l))),
+            h('td', { class: 'num' }, w ? `${(w.sparsity * 100).toFixed(1)}%` : ''),
+            h('td', { class: 'num' }, formatNumber(w?.min)),
+            h('td', { class: 'num' }, formatNumber(w?.max)),
+            h('td', { class: 'num' }, formatNumber(w?.mean)),
+            h('td', { class: 'num' }, formatNumber(w?.std)),
+          );
+        }),
+      ),
+    ),
+  );
+}
+
+function resort(key: SortKey): void {
+  ui = { ...ui, sort: key };
+  setState(ui);
+  if (summary) render(summary);
+}
+
+function selectLayer(name: string): void {
+  ui = { ...ui, selected: name };
+  setState(ui);
+  rpc.sendEvent({ type: 'layerSelected', name });
+  for (const tr of document.querySelectorAll('tr.layer')) tr.classList.toggle('selected', tr.getAttribute('data-layer') === name);
+}
+
+void load();
