@@ -81,6 +81,7 @@ export async function startCodeServer(opts: StartOptions): Promise<CodeServer> {
     path.join(userData, 'User', 'settings.json'),
     JSON.stringify({
       'workbench.startupEditor': 'none',
+      'workbench.secondarySideBar.defaultVisibility': 'hidden',
       'workbench.tips.enabled': false,
       'extensions.autoCheckUpdates': false,
       'extensions.autoUpdate': false,

@@ -105,12 +105,12 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const command = commands[name];
     if (!command) throw new InputError(undefined, `unknown command '${name}' (see whittle --help)`);
+    if (!command.run) throw new NotImplementedError(`The '${name}' command`);
     const args = parseArgs(rest, commonFlags);
     if (args.flags.help) {
       process.stdout.write(`Usage: whittle ${command.usage}\n\n${command.summary}\n\nOptions:\n${flagHelp(commonFlags)}\n`);
       return 0;
     }
-    if (!command.run) throw new NotImplementedError(`The '${name}' command`);
     const result = await command.run(args);
     if (json) process.stdout.write(JSON.stringify(result) + '\n');
     else if (name === 'inspect') process.stdout.write(formatSummary(result as ModelSummary) + '\n');
