@@ -55,6 +55,8 @@ export interface StartOptions {
   port?: number;
   /** Link this folder into the extensions dir as the installed extension (dev mode). */
   extensionDir?: string;
+  /** Install this .vsix into the extensions dir first, as a user would. */
+  vsix?: string;
   /** Extra environment for the server and its extension host. */
   env?: Record<string, string>;
   /** Extra code-server flags. */
@@ -94,10 +96,6 @@ export async function startCodeServer(opts: StartOptions): Promise<CodeServer> {
       'security.workspace.trust.enabled': false,
     }),
   );
-  const config = path.join(runDir, 'config.yaml');
-  fs.writeFileSync(config, `bind-addr: 127.0.0.1:${port}\nauth: none\ncert: false\n`);
-  const logFile = path.join(runDir, 'server.log');
-  const log = fs.openSync(logFile, 'a');
   const env = {
     ...process.env,
     PATH: `${path.join(opts.install.nodeDir, 'bin')}:${process.env.PATH}`,
@@ -106,8 +104,17 @@ export async function startCodeServer(opts: StartOptions): Promise<CodeServer> {
     XDG_CACHE_HOME: path.join(runDir, 'xdg-cache'),
     ...opts.env,
   };
+  const bin = path.join(opts.install.csDir, 'node_modules', '.bin', 'code-server');
+  if (opts.vsix) {
+    const res = spawnSync(bin, ['--user-data-dir', userData, '--extensions-dir', exts, '--install-extension', opts.vsix], { env, encoding: 'utf8' });
+    if (res.status !== 0) throw new Error(`code-server --install-extension ${opts.vsix} failed: ${res.stderr || res.stdout}`);
+  }
+  const config = path.join(runDir, 'config.yaml');
+  fs.writeFileSync(config, `bind-addr: 127.0.0.1:${port}\nauth: none\ncert: false\n`);
+  const logFile = path.join(runDir, 'server.log');
+  const log = fs.openSync(logFile, 'a');
   const child: ChildProcess = spawn(
-    path.join(opts.install.csDir, 'node_modules', '.bin', 'code-server'),
+    bin,
     [
       '--config', config,
       '--user-data-dir', userData,

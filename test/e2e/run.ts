@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -14,6 +15,7 @@ import { check, Steps } from './lib/steps';
  *      read the parameter count inside the inspector webview, run a command from the palette; screenshots
  *      go to test-results/.
  *   2. Integration: the extension's tests (out/test/integration) run inside the real extension host.
+ *   3. Package: vsce packs the .vsix, code-server installs it, and it opens the model.
  * Every process it starts is stopped at the end, also on failure or Ctrl+C.
  */
 
@@ -177,6 +179,41 @@ async function integrationTests(install: CodeServerInstall, workspace: string): 
   }, false);
 }
 
+/** Packs the extension with vsce, installs the .vsix into a fresh code-server, and opens the model in it. */
+async function vsixTest(install: CodeServerInstall, workspace: string): Promise<void> {
+  const vsix = path.join(results, 'whittle-e2e.vsix');
+  await steps.step('npm run package produces a .vsix', async () => {
+    const res = spawnSync('npx', ['--no-install', 'vsce', 'package', '--target', 'linux-x64', '--out', vsix], { cwd: repoRoot, encoding: 'utf8' });
+    check(res.status === 0, `vsce package failed: ${res.stderr.slice(-500)}`);
+    steps.log(`vsix: ${(fs.statSync(vsix).size / 1024 / 1024).toFixed(1)} MB`);
+  });
+  const server = await startCodeServer({ install, vsix });
+  cleanups.push(() => server.stop());
+  const browser = await launchBrowser();
+  cleanups.push(() => browser.close());
+  const { page } = browser;
+  await steps.step('the installed .vsix opens a model in the Model Inspector', async () => {
+    await page.goto(`${server.base}/?folder=${encodeURIComponent(workspace)}`);
+    const item = page.getByRole('treeitem', { name: new RegExp(sampleModelName.replace('.', '\\.')) });
+    await item.waitFor({ timeout: 90_000 });
+    // *.onnx opens in the inspector by default; retry while the extension host is still starting.
+    const params = inspectorFrame(page).locator('#params');
+    for (let i = 0; ; i++) {
+      await item.dblclick();
+      try {
+        await params.waitFor({ timeout: 5000 });
+        break;
+      } catch (err) {
+        if (i >= 10) throw err;
+      }
+    }
+    const text = (await params.textContent())?.trim();
+    check(text === sampleModelParams.toLocaleString('en-US'), `inspector shows '${text}'`);
+    await shot(page, 'vsix-inspector');
+  }, false);
+  fs.rmSync(vsix, { force: true });
+}
+
 async function main(): Promise<number> {
   fs.mkdirSync(results, { recursive: true });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void cleanup().then(() => process.exit(130)));
@@ -193,6 +230,8 @@ async function main(): Promise<number> {
     const itWorkspace = path.join(root, 'it-workspace');
     makeSampleWorkspace(itWorkspace);
     await integrationTests(install, itWorkspace);
+    await cleanup();
+    await vsixTest(install, uiWorkspace);
   } catch (err) {
     steps.failed++;
     steps.log(`FAIL e2e harness: ${err instanceof Error ? err.message : String(err)}`);
