@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { FrameLocator, Page } from 'playwright-core';
+import type { FrameLocator, Locator, Page } from 'playwright-core';
 import { installCodeServer, repoRoot, startCodeServer, type CodeServer, type CodeServerInstall } from '../../scripts/codeServer';
 import { makeSampleWorkspace, sampleModelName } from '../../scripts/sampleWorkspace';
 import { sampleModelParams } from '../../src/core/samples/sampleModel';
@@ -33,22 +33,33 @@ async function shot(page: Page, name: string): Promise<void> {
 }
 
 /** Runs a palette command, retrying while the remote extension host is still registering commands. */
-async function runFromPalette(page: Page, title: string): Promise<void> {
-  const input = page.locator('.quick-input-widget input');
-  const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
+/**
+ * Opens something (a menu, the palette) until `target` shows up. The workbench appears before the remote
+ * extension host has registered Whittle's contributions, so the first tries can come up without them.
+ */
+async function openUntil(page: Page, open: () => Promise<void>, target: Locator, tries = 20): Promise<void> {
   for (let i = 0; ; i++) {
-    await page.keyboard.press('Control+Shift+P');
-    await input.waitFor({ state: 'visible' });
-    await input.fill(`>${title}`);
+    await open();
     try {
-      await row.waitFor({ timeout: 3000 });
-      break;
+      await target.waitFor({ timeout: 3000 });
+      return;
     } catch (err) {
-      if (i >= 20) throw err;
+      if (i >= tries) throw err;
       await page.keyboard.press('Escape');
       await page.waitForTimeout(1000);
     }
   }
+}
+
+/** Runs a command from the palette by its title. */
+async function runFromPalette(page: Page, title: string): Promise<void> {
+  const input = page.locator('.quick-input-widget input');
+  const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
+  await openUntil(page, async () => {
+    await page.keyboard.press('Control+Shift+P');
+    await input.waitFor({ state: 'visible' });
+    await input.fill(`>${title}`);
+  }, row);
   await page.keyboard.press('Enter');
 }
 
@@ -73,19 +84,8 @@ async function uiTest(install: CodeServerInstall, workspace: string): Promise<vo
 
   await steps.step('Explorer context menu on the .onnx shows Whittle entries', async () => {
     const item = page.getByRole('treeitem', { name: new RegExp(sampleModelName.replace('.', '\\.')) });
-    // The context menu only gains the Whittle submenu once the extension host has registered contributions.
     const whittle = page.locator('.context-view .monaco-menu .action-label', { hasText: /^Whittle$/ });
-    for (let i = 0; ; i++) {
-      await item.click({ button: 'right' });
-      try {
-        await whittle.waitFor({ timeout: 3000 });
-        break;
-      } catch (err) {
-        if (i >= 20) throw err;
-        await page.keyboard.press('Escape');
-        await page.waitForTimeout(1000);
-      }
-    }
+    await openUntil(page, () => item.click({ button: 'right' }), whittle);
     await whittle.hover();
     const entry = page.locator('.context-view .monaco-menu .action-label', { hasText: /^Inspect Model$/ });
     await entry.waitFor({ timeout: 10_000 });
@@ -197,17 +197,9 @@ async function vsixTest(install: CodeServerInstall, workspace: string): Promise<
     await page.goto(`${server.base}/?folder=${encodeURIComponent(workspace)}`);
     const item = page.getByRole('treeitem', { name: new RegExp(sampleModelName.replace('.', '\\.')) });
     await item.waitFor({ timeout: 90_000 });
-    // *.onnx opens in the inspector by default; retry while the extension host is still starting.
+    // *.onnx opens in the inspector by default.
     const params = inspectorFrame(page).locator('#params');
-    for (let i = 0; ; i++) {
-      await item.dblclick();
-      try {
-        await params.waitFor({ timeout: 5000 });
-        break;
-      } catch (err) {
-        if (i >= 10) throw err;
-      }
-    }
+    await openUntil(page, () => item.dblclick(), params, 10);
     const text = (await params.textContent())?.trim();
     check(text === sampleModelParams.toLocaleString('en-US'), `inspector shows '${text}'`);
     await shot(page, 'vsix-inspector');
