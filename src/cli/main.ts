@@ -1,15 +1,20 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { OnnxModel } from '../core/formats/onnx/model';
+import { sha256File, writeOnnx } from '../core/formats/onnx/write';
+import { outputDir } from '../core/output';
 import { InputError, NotImplementedError, oneLine } from '../core/errors';
 import { inspectModel, type ModelSummary } from '../core/inspect';
 import { writeFileAtomic } from '../core/atomicWrite';
 import { buildSampleModel } from '../core/samples/sampleModel';
 import { version } from '../core/version';
-import { commonFlags, flagHelp, parseArgs, type ParsedArgs } from './args';
+import { commonFlags, flagHelp, parseArgs, type FlagSpec, type ParsedArgs } from './args';
 
-/** A CLI command: its usage line, summary, and what it does. */
+/** A CLI command: its usage line, summary, its own flags, and what it does. */
 interface Command {
   usage: string;
   summary: string;
+  flags?: FlagSpec[];
   run?: (args: ParsedArgs) => Promise<unknown> | unknown;
 }
 
@@ -18,6 +23,31 @@ const commands: Record<string, Command> = {
     usage: 'inspect <model> [--json]',
     summary: 'show a model: format, opsets, inputs, outputs, parameters, and per-layer weight statistics',
     run: ({ positionals }) => inspectModel(requireModel(positionals)),
+  },
+  rewrite: {
+    usage: 'rewrite <model> [--out DIR] [--external-data auto|always|never]',
+    summary: 'write a model back losslessly (with provenance), moving weights to or from an external data file',
+    flags: [{ name: 'external-data', value: 'MODE', choices: ['auto', 'always', 'never'], help: 'auto (default): external past 2 GB or when the source was; always; never' }],
+    run: ({ positionals, flags }) => {
+      const file = requireModel(positionals);
+      const model = OnnxModel.open(file);
+      try {
+        const out = path.join(outputDir(file, 'rewrite', flags.out as string | undefined), path.basename(file));
+        const result = writeOnnx(model, out, {
+          externalData: (flags['external-data'] as 'auto' | 'always' | 'never' | undefined) ?? 'auto',
+          provenance: { sourceSha256: sha256File(file) },
+        });
+        const sizeOf = (f: string, data?: string) => fs.statSync(f).size + (data ? fs.statSync(data).size : 0);
+        const sourceData = [...new Set([...model.weights().values()].flatMap((w) => (w.ref.storage.kind === 'external' ? [w.ref.storage.file] : [])))];
+        return {
+          output: result.file,
+          dataFile: result.dataFile ?? null,
+          sizeBytes: { before: sourceData.reduce((a, f) => a + fs.statSync(f).size, fs.statSync(file).size), after: sizeOf(result.file, result.dataFile) },
+        };
+      } finally {
+        model.close();
+      }
+    },
   },
   sample: {
     usage: 'sample <out.onnx>',
@@ -106,9 +136,10 @@ export async function main(argv: string[]): Promise<number> {
     const command = commands[name];
     if (!command) throw new InputError(undefined, `unknown command '${name}' (see whittle --help)`);
     if (!command.run) throw new NotImplementedError(`The '${name}' command`);
-    const args = parseArgs(rest, commonFlags);
+    const flags = [...(command.flags ?? []), ...commonFlags];
+    const args = parseArgs(rest, flags);
     if (args.flags.help) {
-      process.stdout.write(`Usage: whittle ${command.usage}\n\n${command.summary}\n\nOptions:\n${flagHelp(commonFlags)}\n`);
+      process.stdout.write(`Usage: whittle ${command.usage}\n\n${command.summary}\n\nOptions:\n${flagHelp(flags)}\n`);
       return 0;
     }
     const result = await command.run(args);

@@ -1,11 +1,10 @@
-import * as path from 'node:path';
-import type { AttributeProto, GraphProto, NodeProto, TensorProto, TypeProto, ValueInfoProto } from 'onnx-buf';
-import { tensorStats } from './analysis/stats';
+import type { TypeProto, ValueInfoProto } from 'onnx-buf';
+import { statsOfChunks } from './analysis/stats';
 import { detectFormat, type ModelFormat } from './formats/detect';
-import { readOnnxFile } from './formats/onnx/read';
-import { tensorBytes, tensorCount, tensorShape, tensorValues } from './formats/onnx/tensor';
+import { isParameter, OnnxModel } from './formats/onnx/model';
 import { NotImplementedError } from './errors';
 import { dtypeName } from './model/dtype';
+import type { TensorRef } from './model/tensorRef';
 
 /** A graph input or output: name, element type and shape (a dimension is a number, a symbol, or null). */
 export interface IoInfo {
@@ -32,6 +31,8 @@ export interface WeightInfo {
 export interface LayerInfo {
   name: string;
   op: string;
+  /** conv, gemm, matmul, rnn, embedding, batchNorm, layerNorm, convTranspose, or other. */
+  kind: string;
   weights: WeightInfo[];
 }
 
@@ -49,6 +50,8 @@ export interface ModelSummary {
   params: number;
   /** Bytes of weight data, packed. */
   bytes: number;
+  /** Bytes of weights kept in external data files. */
+  externalBytes: number;
   /** Node count by op type (domain-qualified for non-default domains), subgraphs included. */
   opCounts: Record<string, number>;
   nodes: number;
@@ -58,109 +61,91 @@ export interface ModelSummary {
 
 /** Reads a model file and summarises it. Throws InputError for files that are not readable models. */
 export function inspectModel(file: string): ModelSummary {
-  const format = detectFormat(file);
-  if (format !== 'onnx') throw new NotImplementedError('Reading TensorFlow.js models');
-  const { proto, bytes: fileBytes } = readOnnxFile(file);
-  const graph = proto.graph!;
-  const modelDir = path.dirname(path.resolve(file));
+  if (detectFormat(file) !== 'onnx') throw new NotImplementedError('Reading TensorFlow.js models');
+  const model = OnnxModel.open(file);
+  try {
+    return summarise(model);
+  } finally {
+    model.close();
+  }
+}
+
+/** Summarises an opened ONNX model: structure, and statistics of every weight. */
+export function summarise(model: OnnxModel): ModelSummary {
+  const graph = model.graph;
   const warnings: string[] = [];
-
-  // Weights: initializers and Constant nodes, in the main graph and in If/Loop/Scan subgraphs. Shape, index
-  // and mask tensors (int64, bool, string) are constants, not parameters.
-  const weights = new Map<string, TensorProto>();
-  const opCounts: Record<string, number> = {};
-  let nodes = 0;
-  const visit = (g: GraphProto): void => {
-    for (const t of g.initializer) if (isParameter(t)) weights.set(t.name, t);
-    for (const n of g.node) {
-      nodes++;
-      const op = n.domain && n.domain !== 'ai.onnx' ? `${n.domain}:${n.opType}` : n.opType;
-      opCounts[op] = (opCounts[op] ?? 0) + 1;
-      if (n.opType === 'Constant' && !n.domain) {
-        const value = n.attribute.find((a) => a.name === 'value' && a.t)?.t;
-        if (value && n.output[0] && isParameter(value)) weights.set(n.output[0], value);
-      }
-      for (const sub of subgraphs(n)) visit(sub);
-    }
-  };
-  visit(graph);
-
-  const weightInfo = new Map<string, WeightInfo>();
-  const describe = (name: string, t: TensorProto): WeightInfo => {
-    let info = weightInfo.get(name);
+  const infos = new Map<TensorRef, WeightInfo>();
+  const describe = (ref: TensorRef): WeightInfo => {
+    let info = infos.get(ref);
     if (info) return info;
-    const values = tensorValues(t, modelDir);
-    const stats = values && values.length > 0 ? tensorStats(values) : undefined;
-    if (stats && stats.nonFinite > 0) warnings.push(`${name}: ${stats.nonFinite} NaN or infinite values`);
+    let stats;
+    try {
+      stats = ref.count > 0 && ref.dtypeName !== 'string' ? statsOfChunks(ref.chunks()) : undefined;
+    } catch (err) {
+      // An element type we cannot convert (complex, 8-bit floats) still has a shape and a size.
+      if (!(err instanceof Error && /cannot be (converted|read)/.test(err.message))) throw err;
+    }
+    if (stats && stats.nonFinite > 0) warnings.push(`${ref.name}: ${stats.nonFinite} NaN or infinite values`);
     const finite = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? null : v);
     info = {
-      name,
-      shape: tensorShape(t),
-      dtype: dtypeName(t.dataType),
-      params: tensorCount(t),
-      bytes: tensorBytes(t),
+      name: ref.name,
+      shape: ref.shape,
+      dtype: ref.dtypeName,
+      params: ref.count,
+      bytes: ref.byteLength,
       sparsity: stats?.sparsity ?? 0,
       min: finite(stats?.min),
       max: finite(stats?.max),
       mean: finite(stats?.mean),
       std: finite(stats?.std),
     };
-    weightInfo.set(name, info);
+    infos.set(ref, info);
     return info;
   };
 
-  const layers: LayerInfo[] = [];
-  const layersOf = (g: GraphProto): void => {
-    for (const n of g.node) {
-      if (n.opType !== 'Constant') {
-        const ws = n.input.filter((i) => i && weights.has(i)).map((i) => describe(i, weights.get(i)!));
-        if (ws.length > 0) layers.push({ name: n.name || `${n.opType}_${layers.length}`, op: n.opType, weights: ws });
-      }
-      for (const sub of subgraphs(n)) layersOf(sub);
-    }
-  };
-  layersOf(graph);
-
+  const layers: LayerInfo[] = model.layers().map((l) => ({ name: l.name, op: l.op, kind: l.kind, weights: Object.values(l.tensors).map(describe) }));
   let params = 0;
   let bytes = 0;
-  for (const [name, t] of weights) {
-    const info = describe(name, t);
+  let externalBytes = 0;
+  for (const w of model.weights().values()) {
+    if (!isParameter(w.ref)) continue;
+    const info = describe(w.ref);
     params += info.params;
     bytes += info.bytes;
+    if (w.ref.storage.kind === 'external') externalBytes += info.bytes;
   }
+
+  const opCounts: Record<string, number> = {};
+  let nodes = 0;
+  const count = (g: typeof graph) => {
+    for (const n of g.node) {
+      nodes++;
+      const op = n.domain && n.domain !== 'ai.onnx' ? `${n.domain}:${n.opType}` : n.opType;
+      opCounts[op] = (opCounts[op] ?? 0) + 1;
+      for (const a of n.attribute) for (const sub of a.g ? [a.g, ...a.graphs] : a.graphs) count(sub);
+    }
+  };
+  count(graph);
 
   // Old IR versions list initializers among graph.input too; those are weights, not inputs.
   const initNames = new Set(graph.initializer.map((t) => t.name));
-  const opsets: Record<string, number> = {};
-  for (const o of proto.opsetImport) opsets[o.domain || 'ai.onnx'] = Number(o.version);
-
   return {
-    format,
-    file,
-    fileBytes,
-    irVersion: Number(proto.irVersion),
-    opsets,
-    producer: [proto.producerName, proto.producerVersion].filter(Boolean).join(' '),
+    format: 'onnx',
+    file: model.file,
+    fileBytes: model.fileBytes,
+    irVersion: Number(model.proto.irVersion),
+    opsets: model.opsets,
+    producer: [model.proto.producerName, model.proto.producerVersion].filter(Boolean).join(' '),
     inputs: graph.input.filter((v) => !initNames.has(v.name)).map(ioInfo),
     outputs: graph.output.map(ioInfo),
     params,
     bytes,
+    externalBytes,
     opCounts,
     nodes,
     layers,
     warnings,
   };
-}
-
-/** Element types that hold shapes, indices or masks rather than learned values. */
-const nonParameterTypes = new Set([7, 8, 9, 13]);
-
-function isParameter(t: TensorProto): boolean {
-  return !nonParameterTypes.has(t.dataType);
-}
-
-function subgraphs(n: NodeProto): GraphProto[] {
-  return n.attribute.flatMap((a: AttributeProto) => [...(a.g ? [a.g] : []), ...a.graphs]);
 }
 
 function ioInfo(v: ValueInfoProto): IoInfo {

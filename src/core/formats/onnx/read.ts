@@ -39,6 +39,8 @@ export function decodeOnnx(bytes: Uint8Array, file: string): ModelProto {
     throw new ModelFormatError(file, 'not an ONNX model: it has no graph');
   }
   if (proto.irVersion <= 0n) throw new ModelFormatError(file, 'not an ONNX model: ir_version is missing');
+  // Every IR version from 3 on must import an opset; a file cut short after the graph loses it.
+  if (proto.irVersion >= 3n && proto.opsetImport.length === 0) throw new ModelFormatError(file, 'not a valid ONNX model: it imports no opset (truncated?)');
   return proto;
 }
 

@@ -1,0 +1,241 @@
+import * as fs from 'node:fs';
+import type { GraphProto, ModelProto, NodeProto, TensorProto } from 'onnx-buf';
+import { InputError } from '../../errors';
+import { ExternalFiles } from '../../model/externalFiles';
+import { dtypeBytes } from '../../model/dtype';
+import type { Layer, LayerKind } from '../../model/layers';
+import { TensorRef, type TensorStorage } from '../../model/tensorRef';
+import { detectFormat } from '../detect';
+import { decodeOnnx } from './read';
+
+/** Where a weight is defined, so edits can find and replace it. */
+export type WeightOrigin =
+  | { kind: 'initializer'; graph: GraphProto; tensor: TensorProto; alsoInput: boolean }
+  | { kind: 'constant'; graph: GraphProto; node: NodeProto; tensor: TensorProto };
+
+/** A weight: its lazy reference, where it is defined, and the path of the (sub)graph it lives in. */
+export interface Weight {
+  ref: TensorRef;
+  origin: WeightOrigin;
+  /** '' for the main graph, else e.g. 'If_0/then_branch'. */
+  scope: string;
+}
+
+/**
+ * An ONNX model opened for reading: the decoded protobuf (kept whole, so writing it back loses nothing) and
+ * lazy views of its weights and layers. Weight bytes stay in the file buffer or the external data files
+ * until read.
+ */
+export class OnnxModel {
+  private weightMap: Map<string, Weight> | undefined;
+  private layerList: Layer[] | undefined;
+
+  private constructor(
+    /** The path the model was opened from. */
+    readonly file: string,
+    /** File size in bytes. */
+    readonly fileBytes: number,
+    readonly proto: ModelProto,
+    /** The model's external data files. */
+    readonly external: ExternalFiles,
+  ) {}
+
+  /**
+   * Opens a model file: checks the format by content, decodes it, and checks that every external data
+   * region exists, so a missing or short .data file is an error now rather than in the middle of a pass.
+   */
+  static open(file: string): OnnxModel {
+    const format = detectFormat(file);
+    if (format !== 'onnx') throw new InputError(file, 'this is a TensorFlow.js model, not an ONNX model');
+    const buf = fs.readFileSync(file);
+    // A plain Uint8Array view, so that tensor views are never Buffers (whose slice() does not copy).
+    return OnnxModel.fromBytes(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), file);
+  }
+
+  /** A model from bytes already in memory; `file` names it in errors and anchors external data. */
+  static fromBytes(bytes: Uint8Array, file: string): OnnxModel {
+    const proto = decodeOnnx(bytes, file);
+    const model = new OnnxModel(file, bytes.byteLength, proto, new ExternalFiles(file));
+    for (const w of model.weights().values()) {
+      w.ref.validate();
+      const s = w.ref.storage;
+      if (s.kind === 'external') s.files.check(s.file, s.offset, s.length, w.ref.name);
+    }
+    return model;
+  }
+
+  /** The main graph. */
+  get graph(): GraphProto {
+    return this.proto.graph!;
+  }
+
+  /** Opset version per domain ('ai.onnx' for the default domain). */
+  get opsets(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const o of this.proto.opsetImport) out[o.domain || 'ai.onnx'] = Number(o.version);
+    return out;
+  }
+
+  /**
+   * Every weight, by name: initializers (also old-IR ones listed in graph.input), Constant node values, and
+   * both in If/Loop/Scan subgraphs. Names in subgraphs can shadow outer names; the innermost is kept under
+   * `scope/name` when it clashes.
+   */
+  weights(): Map<string, Weight> {
+    if (this.weightMap) return this.weightMap;
+    const map = new Map<string, Weight>();
+    const add = (name: string, w: Weight) => map.set(map.has(name) ? `${w.scope}/${name}` : name, w);
+    const visit = (g: GraphProto, scope: string) => {
+      const inputs = new Set(g.input.map((v) => v.name));
+      for (const t of g.initializer) add(t.name, { ref: this.tensorRef(t, t.name), origin: { kind: 'initializer', graph: g, tensor: t, alsoInput: inputs.has(t.name) }, scope });
+      g.node.forEach((n, i) => {
+        if (n.opType === 'Constant' && (!n.domain || n.domain === 'ai.onnx')) {
+          const t = n.attribute.find((a) => a.name === 'value' && a.t)?.t;
+          if (t && n.output[0]) add(n.output[0], { ref: this.tensorRef(t, n.output[0]), origin: { kind: 'constant', graph: g, node: n, tensor: t }, scope });
+        }
+        for (const a of n.attribute) {
+          for (const sub of a.g ? [a.g, ...a.graphs] : a.graphs) visit(sub, `${scope ? scope + '/' : ''}${n.name || `${n.opType}_${i}`}/${a.name}`);
+        }
+      });
+    };
+    visit(this.graph, '');
+    this.weightMap = map;
+    return map;
+  }
+
+  /** Weight-bearing nodes grouped with their weights (main graph and subgraphs). */
+  layers(): Layer[] {
+    if (this.layerList) return this.layerList;
+    const weights = this.weights();
+    const layers: Layer[] = [];
+    const names = new Set<string>();
+    const visit = (g: GraphProto) => {
+      const consumers = new Map<string, NodeProto[]>();
+      for (const n of g.node) for (const i of n.input) consumers.set(i, [...(consumers.get(i) ?? []), n]);
+      g.node.forEach((n, index) => {
+        const layer = layerOf(n, (name) => (name ? weights.get(name)?.ref : undefined), consumers);
+        if (layer) {
+          let name = n.name || `${n.opType}_${index}`;
+          while (names.has(name)) name += "'";
+          names.add(name);
+          layers.push({ ...layer, name });
+        }
+        for (const a of n.attribute) for (const sub of a.g ? [a.g, ...a.graphs] : a.graphs) visit(sub);
+      });
+    };
+    visit(this.graph);
+    this.layerList = layers;
+    return layers;
+  }
+
+  /** Releases the external data file handles. */
+  close(): void {
+    this.external.close();
+  }
+
+  private tensorRef(t: TensorProto, name: string): TensorRef {
+    return tensorRefOf(t, name, this.external, this.file);
+  }
+}
+
+/**
+ * A lazy reference to a TensorProto's data: raw_data (a view), typed fields, or external data resolved in
+ * `external` (the model's folder). `source` names the file in errors.
+ */
+export function tensorRefOf(t: TensorProto, name: string, external: ExternalFiles, source: string): TensorRef {
+  const shape = t.dims.map((d) => {
+    const n = Number(d);
+    if (!Number.isSafeInteger(n) || n < 0) throw new InputError(source, `tensor '${name}' has an invalid dimension ${d}`);
+    return n;
+  });
+  return new TensorRef(name, t.dataType, shape, storageOf(t, name, external, source), source);
+}
+
+function storageOf(t: TensorProto, name: string, external: ExternalFiles, source: string): TensorStorage {
+  if (t.dataLocation === 1) {
+    const kv = new Map(t.externalData.map((e) => [e.key, e.value]));
+    const location = kv.get('location');
+    if (!location) throw new InputError(source, `tensor '${name}' is marked external but has no location`);
+    const file = external.resolve(location, name);
+    const int = (key: string, fallback: number) => {
+      const text = kv.get(key);
+      if (text === undefined) return fallback;
+      if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new InputError(source, `tensor '${name}' has an invalid external data ${key} '${text}'`);
+      return Number(text);
+    };
+    const offset = int('offset', 0);
+    const length = int('length', dtypeBytes(t.dataType, t.dims.reduce((a, d) => a * Number(d), 1)));
+    return { kind: 'external', file, offset, length, files: external };
+  }
+  const fields = [t.floatData, t.int32Data, t.int64Data, t.doubleData, t.uint64Data];
+  const values = t.rawData.byteLength > 0 ? undefined : fields.find((f) => f.length > 0);
+  return values ? { kind: 'values', values } : { kind: 'bytes', bytes: t.rawData };
+}
+
+/** Input roles of weight-bearing ops: which input is the weight, the bias, and the others. */
+const roles: Record<string, { kind: LayerKind; inputs: string[] }> = {
+  Conv: { kind: 'conv', inputs: ['input', 'weight', 'bias'] },
+  ConvTranspose: { kind: 'convTranspose', inputs: ['input', 'weight', 'bias'] },
+  Gemm: { kind: 'gemm', inputs: ['input', 'weight', 'bias'] },
+  LSTM: { kind: 'rnn', inputs: ['input', 'weight', 'recurrence', 'bias'] },
+  GRU: { kind: 'rnn', inputs: ['input', 'weight', 'recurrence', 'bias'] },
+  RNN: { kind: 'rnn', inputs: ['input', 'weight', 'recurrence', 'bias'] },
+  BatchNormalization: { kind: 'batchNorm', inputs: ['input', 'weight', 'bias', 'mean', 'var'] },
+  LayerNormalization: { kind: 'layerNorm', inputs: ['input', 'weight', 'bias'] },
+  InstanceNormalization: { kind: 'layerNorm', inputs: ['input', 'weight', 'bias'] },
+};
+
+/** Groups a node with its weights, or returns undefined for nodes that hold none. */
+function layerOf(n: NodeProto, weight: (name: string) => TensorRef | undefined, consumers: Map<string, NodeProto[]>): Omit<Layer, 'name'> | undefined {
+  if (n.domain && n.domain !== 'ai.onnx') return otherLayer(n, weight);
+  if (n.opType === 'Constant') return undefined;
+  const attrInt = (name: string) => Number(n.attribute.find((a) => a.name === name)?.i ?? 0);
+  const rule = roles[n.opType];
+  if (rule) {
+    const tensors: Record<string, TensorRef> = {};
+    rule.inputs.forEach((role, i) => {
+      const ref = weight(n.input[i]);
+      if (ref && role !== 'input') tensors[role] = ref;
+    });
+    if (!tensors.weight) return otherLayer(n, weight);
+    const outputAxis = n.opType === 'Gemm' ? (attrInt('transB') ? 0 : 1) : n.opType === 'ConvTranspose' ? 1 : 0;
+    return { op: n.opType, kind: rule.kind, weight: tensors.weight, bias: tensors.bias, tensors, outputAxis };
+  }
+  if (n.opType === 'MatMul') {
+    const [a, b] = [weight(n.input[0]), weight(n.input[1])];
+    const w = b ?? a;
+    if (!w || (a && b)) return otherLayer(n, weight);
+    // PyTorch exports Linear as MatMul + Add(bias): take that bias into the layer.
+    const next = consumers.get(n.output[0]);
+    const add = next?.length === 1 && next[0].opType === 'Add' ? next[0] : undefined;
+    const bias = add ? weight(add.input.find((i) => i !== n.output[0]) ?? '') : undefined;
+    const tensors: Record<string, TensorRef> = { weight: w, ...(bias && bias.shape.length === 1 ? { bias } : {}) };
+    return { op: 'MatMul', kind: 'matmul', weight: w, bias: tensors.bias, tensors, outputAxis: b ? w.shape.length - 1 : 0 };
+  }
+  if (n.opType === 'Gather') {
+    const table = weight(n.input[0]);
+    if (table && !weight(n.input[1])) return { op: 'Gather', kind: 'embedding', weight: table, tensors: { weight: table }, outputAxis: 0 };
+  }
+  return otherLayer(n, weight);
+}
+
+/** Any other node that consumes weights (Add with a constant, Mul by a scale, contrib ops): listed, not grouped. */
+function otherLayer(n: NodeProto, weight: (name: string) => TensorRef | undefined): Omit<Layer, 'name'> | undefined {
+  const tensors: Record<string, TensorRef> = {};
+  n.input.forEach((name, i) => {
+    const ref = weight(name);
+    if (ref && isParameter(ref)) tensors[`input${i}`] = ref;
+  });
+  const refs = Object.values(tensors);
+  if (refs.length === 0) return undefined;
+  const main = refs.reduce((a, b) => (b.count > a.count ? b : a));
+  return { op: n.domain && n.domain !== 'ai.onnx' ? `${n.domain}:${n.opType}` : n.opType, kind: 'other', weight: main, tensors, outputAxis: 0 };
+}
+
+/** Element types that hold shapes, indices or masks rather than learned values. */
+const nonParameterTypes = new Set([7, 8, 9, 13]);
+
+/** True for tensors that count as parameters (not int64/bool/string shape, index or mask constants). */
+export function isParameter(t: TensorRef): boolean {
+  return !nonParameterTypes.has(t.dtype);
+}
