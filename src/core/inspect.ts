@@ -1,5 +1,5 @@
 import type { TypeProto, ValueInfoProto } from 'onnx-buf';
-import { statsOfChunks } from './analysis/stats';
+import { weightStats, type ParallelOptions } from './analysis/parallelStats';
 import { detectFormat, type ModelFormat } from './formats/detect';
 import { isParameter, OnnxModel } from './formats/onnx/model';
 import { NotImplementedError } from './errors';
@@ -60,31 +60,27 @@ export interface ModelSummary {
 }
 
 /** Reads a model file and summarises it. Throws InputError for files that are not readable models. */
-export function inspectModel(file: string): ModelSummary {
+export async function inspectModel(file: string, opts: ParallelOptions = {}): Promise<ModelSummary> {
   if (detectFormat(file) !== 'onnx') throw new NotImplementedError('Reading TensorFlow.js models');
   const model = OnnxModel.open(file);
   try {
-    return summarise(model);
+    return await summarise(model, opts);
   } finally {
     model.close();
   }
 }
 
-/** Summarises an opened ONNX model: structure, and statistics of every weight. */
-export function summarise(model: OnnxModel): ModelSummary {
+/** Summarises an opened ONNX model: structure, and statistics of every weight (split across cores when big). */
+export async function summarise(model: OnnxModel, opts: ParallelOptions = {}): Promise<ModelSummary> {
   const graph = model.graph;
   const warnings: string[] = [];
   const infos = new Map<TensorRef, WeightInfo>();
+  const allStats = await weightStats([...model.layers().flatMap((l) => Object.values(l.tensors)), ...[...model.weights().values()].map((w) => w.ref)], opts);
   const describe = (ref: TensorRef): WeightInfo => {
     let info = infos.get(ref);
     if (info) return info;
-    let stats;
-    try {
-      stats = ref.count > 0 && ref.dtypeName !== 'string' ? statsOfChunks(ref.chunks()) : undefined;
-    } catch (err) {
-      // An element type we cannot convert (complex, 8-bit floats) still has a shape and a size.
-      if (!(err instanceof Error && /cannot be (converted|read)/.test(err.message))) throw err;
-    }
+    // Element types with no numeric reading (strings, complex, 8-bit floats) have a shape and a size only.
+    const stats = allStats.get(ref);
     if (stats && stats.nonFinite > 0) warnings.push(`${ref.name}: ${stats.nonFinite} NaN or infinite values`);
     const finite = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? null : v);
     info = {

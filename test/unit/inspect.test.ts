@@ -8,6 +8,7 @@ import { TensorProtoSchema } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
 import { InputError } from '../../src/core/errors';
 import { encodeModel, floatTensor, graph, model, node, valueInfo } from '../../src/core/formats/onnx/build';
+import { OnnxModel } from '../../src/core/formats/onnx/model';
 import { decodeOnnx } from '../../src/core/formats/onnx/read';
 import { inspectModel } from '../../src/core/inspect';
 import { halfToFloat } from '../../src/core/model/dtype';
@@ -19,13 +20,13 @@ const samplePath = path.join(dir, 'sample.onnx');
 fs.writeFileSync(samplePath, buildSampleModel());
 
 describe('sample model', () => {
-  test('is deterministic for a seed and differs across seeds', () => {
+  test('is deterministic for a seed and differs across seeds', async () => {
     assert.deepEqual(buildSampleModel(1), buildSampleModel(1));
     assert.notDeepEqual(buildSampleModel(1), buildSampleModel(2));
   });
 
-  test('inspect reports its structure and parameter count', () => {
-    const s = inspectModel(samplePath);
+  test('inspect reports its structure and parameter count', async () => {
+    const s = await inspectModel(samplePath);
     assert.equal(s.format, 'onnx');
     assert.equal(s.params, sampleModelParams);
     assert.equal(s.params, 8 * 25 + 8 + 16 * 8 * 25 + 16 + 64 * 400 + 64 + 10 * 64 + 10);
@@ -62,7 +63,7 @@ describe('sample model', () => {
   // Debian's python3-onnx lives in /usr/bin/python3, which may not be the python3 first on PATH.
   const pythonWithOnnx = process.env.WHITTLE_PYTHON ?? '/usr/bin/python3';
   const python = spawnSync(pythonWithOnnx, ['-c', 'import onnx'], { encoding: 'utf8' });
-  test('passes the independent onnx.checker (python3-onnx)', { skip: python.status !== 0 && 'skipped: python3 with the onnx package is not installed' }, () => {
+  test('passes the independent onnx.checker (python3-onnx)', { skip: python.status !== 0 && 'skipped: python3 with the onnx package is not installed' }, async () => {
     const res = spawnSync(pythonWithOnnx, ['-c', 'import onnx,sys; m=onnx.load(sys.argv[1]); onnx.checker.check_model(m, full_check=True); print(len(m.graph.node))', samplePath], { encoding: 'utf8' });
     assert.equal(res.status, 0, res.stderr);
     assert.equal(res.stdout.trim(), '10');
@@ -80,25 +81,25 @@ describe('bad input gets a clear error naming the file', () => {
     ['tensor.pb', toBinary(TensorProtoSchema, create(TensorProtoSchema, { dims: [2n], dataType: 1, rawData: new Uint8Array(8) })), /TensorProto/],
   ];
   for (const [name, content, problem] of cases) {
-    test(name, () => {
+    test(name, async () => {
       const file = path.join(dir, name);
       fs.writeFileSync(file, content);
       const before = fs.readFileSync(file);
-      assert.throws(() => inspectModel(file), (err: Error) => err instanceof InputError && err.message.startsWith(`${file}: `) && problem.test(err.message));
+      await assert.rejects(inspectModel(file), (err: Error) => err instanceof InputError && err.message.startsWith(`${file}: `) && problem.test(err.message));
       assert.deepEqual(fs.readFileSync(file), before, 'the input file must not change');
     });
   }
 
-  test('a missing file', () => {
+  test('a missing file', async () => {
     const file = path.join(dir, 'nope.onnx');
-    assert.throws(() => inspectModel(file), { message: `${file}: no such file` });
+    await assert.rejects(inspectModel(file), { message: `${file}: no such file` });
   });
 
-  test('a folder', () => {
-    assert.throws(() => inspectModel(dir), { message: `${dir}: is a folder, not a model file` });
+  test('a folder', async () => {
+    await assert.rejects(inspectModel(dir), { message: `${dir}: is a folder, not a model file` });
   });
 
-  test('bytes that decode but hold no graph', () => {
+  test('bytes that decode but hold no graph', async () => {
     assert.throws(() => decodeOnnx(Buffer.from([0x08, 0x07]), 'x.onnx'), /x\.onnx: not an ONNX model: it has no graph/);
   });
 });
@@ -118,37 +119,37 @@ describe('weights in external data', () => {
   const bytes = encodeModel(model(graph('g', [node('MatMul', ['x', 'w'], ['y'])], [valueInfo('x', 1, [1, 2])], [valueInfo('y', 1, [1, 3])], [w]), 13));
   fs.writeFileSync(path.join(extDir, 'm.onnx'), bytes);
 
-  test('are read from the data file at their offset', () => {
+  test('are read from the data file at their offset', async () => {
     fs.writeFileSync(path.join(extDir, 'weights.bin'), Buffer.concat([Buffer.alloc(16, 0xff), data]));
-    const s = inspectModel(path.join(extDir, 'm.onnx'));
+    const s = await inspectModel(path.join(extDir, 'm.onnx'));
     const info = s.layers[0].weights[0];
     assert.deepEqual([info.min, info.max, info.sparsity], [-2, 3, 0.5]);
     assert.ok(Math.abs(info.mean! - 2 / 6) < 1e-12);
   });
 
-  test('a missing data file is an error naming it', () => {
+  test('a missing data file is an error naming it', async () => {
     fs.rmSync(path.join(extDir, 'weights.bin'));
-    assert.throws(() => inspectModel(path.join(extDir, 'm.onnx')), { message: `${path.join(extDir, 'weights.bin')}: missing external data file for tensor 'w'` });
+    await assert.rejects(inspectModel(path.join(extDir, 'm.onnx')), { message: `${path.join(extDir, 'weights.bin')}: missing external data file for tensor 'w'` });
   });
 
-  test('a short data file is an error naming it', () => {
+  test('a short data file is an error naming it', async () => {
     fs.writeFileSync(path.join(extDir, 'weights.bin'), Buffer.alloc(20));
-    assert.throws(() => inspectModel(path.join(extDir, 'm.onnx')), /weights\.bin: external data for tensor 'w' is truncated or out of range/);
+    await assert.rejects(inspectModel(path.join(extDir, 'm.onnx')), /weights\.bin: external data for tensor 'w' is truncated or out of range/);
   });
 });
 
 describe('NaN weights are reported, not hidden', () => {
-  test('non-finite values are counted in warnings and left out of the statistics', () => {
+  test('non-finite values are counted in warnings and left out of the statistics', async () => {
     const w = floatTensor('w', [4], [1, NaN, 3, Infinity]);
     const file = path.join(dir, 'nan.onnx');
     fs.writeFileSync(file, encodeModel(model(graph('g', [node('Mul', ['x', 'w'], ['y'])], [valueInfo('x', 1, [4])], [valueInfo('y', 1, [4])], [w]), 13)));
-    const s = inspectModel(file);
+    const s = await inspectModel(file);
     assert.deepEqual(s.warnings, ['w: 2 NaN or infinite values']);
     assert.deepEqual([s.layers[0].weights[0].min, s.layers[0].weights[0].max, s.layers[0].weights[0].mean], [1, 3, 2]);
   });
 });
 
-test('halfToFloat decodes IEEE half precision', () => {
+test('halfToFloat decodes IEEE half precision', async () => {
   assert.equal(halfToFloat(0x3c00), 1);
   assert.equal(halfToFloat(0xc000), -2);
   assert.equal(halfToFloat(0x7bff), 65504);
@@ -171,8 +172,8 @@ describe('real models from ../shared/data', { skip: noSharedData }, () => {
     dtype?: string;
   }>;
   for (const entry of corpus) {
-    test(entry.path, () => {
-      const s = inspectModel(path.join(sharedData!, entry.path));
+    test(entry.path, async () => {
+      const s = await inspectModel(path.join(sharedData!, entry.path));
       if (entry.irVersion !== undefined) assert.equal(s.irVersion, entry.irVersion);
       if (entry.opsets) for (const [d, v] of Object.entries(entry.opsets)) assert.equal(s.opsets[d], v);
       if (entry.params !== undefined) assert.equal(s.params, entry.params);
@@ -185,4 +186,41 @@ describe('real models from ../shared/data', { skip: noSharedData }, () => {
       for (const l of s.layers) for (const w of l.weights) if (w.params > 0 && w.min !== null) assert.ok(w.min <= w.max!);
     });
   }
+});
+
+describe('weights in subgraphs and Constant nodes', () => {
+  test('an If branch holding an initializer and a Constant-node weight is seen, scoped, and round-trips', async () => {
+    const thenBranch = graph(
+      'then',
+      [node('Constant', [], ['c'], { value: floatTensor('c', [2, 2], [1, 2, 3, 4]) }, 'const_c'), node('MatMul', ['x', 'c'], ['t1'], {}, 'then_mm'), node('Add', ['t1', 'bias'], ['y_then'], {}, 'then_add')],
+      [],
+      [valueInfo('y_then', 1, [1, 2])],
+      [floatTensor('bias', [2], [0.5, -0.5])],
+    );
+    const elseBranch = graph('else', [node('Identity', ['x'], ['y_else'], {}, 'else_id')], [], [valueInfo('y_else', 1, [1, 2])], []);
+    const ifNode = node('If', ['cond'], ['y'], {}, 'branch');
+    ifNode.attribute.push(
+      { $typeName: 'onnx.AttributeProto', name: 'then_branch', type: 5, g: thenBranch } as never,
+      { $typeName: 'onnx.AttributeProto', name: 'else_branch', type: 5, g: elseBranch } as never,
+    );
+    const file = path.join(dir, 'subgraph.onnx');
+    fs.writeFileSync(file, encodeModel(model(graph('main', [ifNode], [valueInfo('x', 1, [1, 2]), valueInfo('cond', 9, [])], [valueInfo('y', 1, [1, 2])], []), 13)));
+    const m = OnnxModel.open(file);
+    const weights = m.weights();
+    assert.deepEqual([...weights.keys()].sort(), ['bias', 'c']);
+    assert.equal(weights.get('c')!.origin.kind, 'constant');
+    assert.equal(weights.get('bias')!.scope, 'branch/then_branch');
+    const mm = m.layers().find((l) => l.name === 'then_mm')!;
+    assert.equal(mm.kind, 'matmul');
+    assert.deepEqual([...mm.weight.toFloat32()], [1, 2, 3, 4]);
+    assert.deepEqual([...mm.bias!.toFloat32()], [0.5, -0.5], 'the Add after MatMul is its bias');
+    const s = await inspectModel(file);
+    assert.equal(s.params, 6);
+    assert.deepEqual(s.opCounts, { If: 1, Constant: 1, MatMul: 1, Add: 1, Identity: 1 });
+    const session = await ort.InferenceSession.create(file);
+    const out = await session.run({ x: new ort.Tensor('float32', Float32Array.from([1, 1]), [1, 2]), cond: new ort.Tensor('bool', Uint8Array.from([1]), []) });
+    assert.deepEqual([...(out.y.data as Float32Array)], [4.5, 5.5]);
+    await session.release();
+    m.close();
+  });
 });

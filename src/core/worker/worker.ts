@@ -1,4 +1,5 @@
 import { parentPort } from 'node:worker_threads';
+import { runStatsTasks } from '../analysis/parallelStats';
 import { inspectModel } from '../inspect';
 import { RpcEndpoint, type Handlers } from '../../protocol/rpc';
 import type { FromWorkerEvent, ToWorkerEvent, WorkerHostRequests, WorkerRequests } from '../../protocol/worker';
@@ -6,6 +7,7 @@ import type { FromWorkerEvent, ToWorkerEvent, WorkerHostRequests, WorkerRequests
 /** The compute worker: model reading now; onnxruntime sessions, sweeps and passes as they land. */
 const handlers: Handlers<WorkerRequests> = {
   inspect: ({ file }) => inspectModel(file),
+  weightStats: ({ tasks }) => runStatsTasks(tasks),
 };
 
 if (!parentPort) throw new Error('worker.js must run in a worker thread');

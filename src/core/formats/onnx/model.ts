@@ -47,9 +47,7 @@ export class OnnxModel {
   static open(file: string): OnnxModel {
     const format = detectFormat(file);
     if (format !== 'onnx') throw new InputError(file, 'this is a TensorFlow.js model, not an ONNX model');
-    const buf = fs.readFileSync(file);
-    // A plain Uint8Array view, so that tensor views are never Buffers (whose slice() does not copy).
-    return OnnxModel.fromBytes(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), file);
+    return OnnxModel.fromBytes(readModelBytes(file), file);
   }
 
   /** A model from bytes already in memory; `file` names it in errors and anchors external data. */
@@ -135,6 +133,29 @@ export class OnnxModel {
 
   private tensorRef(t: TensorProto, name: string): TensorRef {
     return tensorRefOf(t, name, this.external, this.file);
+  }
+}
+
+/** Files from this size on are read into a SharedArrayBuffer, so workers can read their weights in place. */
+const sharedFrom = 64 << 20;
+
+/**
+ * A file's bytes as a plain Uint8Array (never a Buffer, whose slice() does not copy), in shared memory when
+ * the file is big enough for statistics to be split across workers.
+ */
+function readModelBytes(file: string): Uint8Array {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    const bytes = new Uint8Array(size >= sharedFrom ? new SharedArrayBuffer(size) : new ArrayBuffer(size));
+    for (let done = 0; done < size; ) {
+      const n = fs.readSync(fd, bytes, done, Math.min(size - done, 1 << 30), done);
+      if (n === 0) throw new InputError(file, 'the file shrank while it was being read');
+      done += n;
+    }
+    return bytes;
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
