@@ -198,11 +198,7 @@ describe('weights in subgraphs and Constant nodes', () => {
       [floatTensor('bias', [2], [0.5, -0.5])],
     );
     const elseBranch = graph('else', [node('Identity', ['x'], ['y_else'], {}, 'else_id')], [], [valueInfo('y_else', 1, [1, 2])], []);
-    const ifNode = node('If', ['cond'], ['y'], {}, 'branch');
-    ifNode.attribute.push(
-      { $typeName: 'onnx.AttributeProto', name: 'then_branch', type: 5, g: thenBranch } as never,
-      { $typeName: 'onnx.AttributeProto', name: 'else_branch', type: 5, g: elseBranch } as never,
-    );
+    const ifNode = node('If', ['cond'], ['y'], { then_branch: thenBranch, else_branch: elseBranch }, 'branch');
     const file = path.join(dir, 'subgraph.onnx');
     fs.writeFileSync(file, encodeModel(model(graph('main', [ifNode], [valueInfo('x', 1, [1, 2]), valueInfo('cond', 9, [])], [valueInfo('y', 1, [1, 2])], []), 13)));
     const m = OnnxModel.open(file);

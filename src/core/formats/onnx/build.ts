@@ -16,8 +16,8 @@ import {
   type ValueInfoProto,
 } from 'onnx-buf';
 
-/** An attribute value as written in code: numbers, number lists, strings or tensors. */
-export type AttrValue = number | number[] | string | TensorProto | { floats: number[] };
+/** An attribute value as written in code: numbers, number lists, strings, tensors or subgraphs. */
+export type AttrValue = number | number[] | string | TensorProto | GraphProto | { floats: number[] };
 
 /** A float32 initializer stored as raw_data. */
 export function floatTensor(name: string, dims: number[], values: Float32Array | number[]): TensorProto {
@@ -57,6 +57,7 @@ function attribute(name: string, v: AttrValue): AttributeProto {
   if (typeof v === 'string') return create(AttributeProtoSchema, { name, type: AttrType.STRING, s: new TextEncoder().encode(v) });
   if (Array.isArray(v)) return create(AttributeProtoSchema, { name, type: AttrType.INTS, ints: v.map(BigInt) });
   if ('floats' in v) return create(AttributeProtoSchema, { name, type: AttrType.FLOATS, floats: v.floats });
+  if (v.$typeName === 'onnx.GraphProto') return create(AttributeProtoSchema, { name, type: AttrType.GRAPH, g: v });
   return create(AttributeProtoSchema, { name, type: AttrType.TENSOR, t: v });
 }
 
