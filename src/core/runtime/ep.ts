@@ -1,0 +1,52 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type * as ort from 'onnxruntime-node';
+import tolerances from './epTolerances.json';
+
+/** Execution providers a user can ask for (`whittle.executionProvider`, `--ep`). */
+export const epNames = ['auto', 'cpu', 'cuda', 'webgpu', 'dml', 'coreml'] as const;
+
+/** One execution provider setting. */
+export type EpName = (typeof epNames)[number];
+
+/** A concrete provider (not 'auto'). */
+export type ConcreteEp = Exclude<EpName, 'auto'>;
+
+/** The tolerance a provider must meet against CPU (src/core/runtime/epTolerances.json). */
+export function toleranceOf(ep: ConcreteEp): { atol: number; rtol: number } {
+  return (tolerances as unknown as Record<string, { atol: number; rtol: number }>)[ep] ?? { atol: 0, rtol: 0 };
+}
+
+/** onnxruntime's provider list for a concrete EP; CPU always comes last as the fallback for unsupported nodes. */
+export function providerConfig(ep: ConcreteEp): ort.InferenceSession.ExecutionProviderConfig[] {
+  switch (ep) {
+    case 'cpu':
+      return ['cpu'];
+    // WebGPU must use NCHW: with its default layout it gave wrong LeNet outputs (DESIGN.md section 4).
+    case 'webgpu':
+      return [{ name: 'webgpu', preferredLayout: 'NCHW' } as ort.InferenceSession.ExecutionProviderConfig, 'cpu'];
+    default:
+      return [ep, 'cpu'];
+  }
+}
+
+/** True when onnxruntime-node's CUDA provider library is present beside its binding (it is not bundled). */
+export function cudaLibraryPresent(): boolean {
+  try {
+    const dir = path.dirname(require.resolve('onnxruntime-node/package.json'));
+    const bin = path.join(dir, 'bin', 'napi-v6', process.platform, process.arch);
+    return fs.existsSync(path.join(bin, process.platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so'));
+  } catch {
+    return false;
+  }
+}
+
+/** The providers `auto` tries, in order (DESIGN.md section 4); CPU is always the last resort. */
+export function autoCandidates(): ConcreteEp[] {
+  const list: ConcreteEp[] = [];
+  if (cudaLibraryPresent()) list.push('cuda');
+  list.push('webgpu');
+  if (process.platform === 'win32') list.push('dml');
+  if (process.platform === 'darwin') list.push('coreml');
+  return list;
+}
