@@ -3,8 +3,13 @@ import * as path from 'node:path';
 import { OnnxModel } from '../core/formats/onnx/model';
 import { sha256File, writeOnnx } from '../core/formats/onnx/write';
 import { outputDir } from '../core/output';
+import type { EpName } from '../core/runtime/ep';
+import { WorkerClient } from '../core/worker/client';
+import { CancelledError, RpcError } from '../protocol/rpc';
+import type { WorkerRequests } from '../protocol/worker';
 import { InputError, NotImplementedError, oneLine } from '../core/errors';
 import { inspectModel, type ModelSummary } from '../core/inspect';
+import type { EvalResult } from '../core/runtime/evaluate';
 import { writeFileAtomic } from '../core/atomicWrite';
 import { buildSampleModel } from '../core/samples/sampleModel';
 import { version } from '../core/version';
@@ -60,7 +65,30 @@ const commands: Record<string, Command> = {
       return { output: path.resolve(out), sizeBytes: bytes.byteLength };
     },
   },
-  eval: { usage: 'eval <model> --data D [--reference M]', summary: 'accuracy, agreement and latency on data' },
+  eval: {
+    usage: 'eval <model> --data D [--reference M] [--batch N]',
+    summary: 'accuracy, agreement with a reference (top-1, KL, cosine, SQNR) and warm latency on data',
+    flags: [
+      { name: 'reference', value: 'MODEL', help: "compare with another model's outputs on the same data" },
+      { name: 'batch', value: 'N', help: 'samples per run when the model takes batches (default 32)' },
+      { name: 'threads', value: 'N', help: 'onnxruntime intra-op threads (default: cores - 1)' },
+    ],
+    run: ({ positionals, flags }) => {
+      const model = requireModel(positionals);
+      if (!flags.data) throw new InputError(undefined, 'eval needs --data SPEC (a dataset manifest, an image folder, an idx file, a folder of input_N.pb, or random)');
+      return inWorker('evaluate', {
+        model,
+        data: String(flags.data),
+        reference: flags.reference as string | undefined,
+        ep: (flags.ep as EpName | undefined) ?? 'auto',
+        limit: intFlag(flags, 'limit'),
+        seed: intFlag(flags, 'seed'),
+        batch: intFlag(flags, 'batch'),
+        threads: intFlag(flags, 'threads'),
+        shapes: shapeFlags(flags),
+      });
+    },
+  },
   analyze: { usage: 'analyze <model> --data D --kind prune|quant|both', summary: 'per-layer sensitivity sweeps' },
   prune: { usage: 'prune <model> --sparsity S [...]', summary: 'unstructured, N:M or structured pruning' },
   quantize: { usage: 'quantize <model> --mode weight-only|static|dynamic|fp16 [...]', summary: 'post-training quantization' },
@@ -68,6 +96,52 @@ const commands: Record<string, Command> = {
   distill: { usage: 'distill --teacher T --student S|derive:RATIO --data D', summary: 'knowledge distillation' },
   run: { usage: 'run <recipe.whittle.json>', summary: 'run a recipe headless' },
 };
+
+/** A non-negative integer flag, or undefined when absent. */
+function intFlag(flags: ParsedArgs['flags'], name: string): number | undefined {
+  const v = flags[name];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) throw new InputError(undefined, `option --${name} must be a whole number, not '${v}'`);
+  return n;
+}
+
+/** `--shape NAME=1x3x224x224` flags as a map. */
+function shapeFlags(flags: ParsedArgs['flags']): Record<string, number[]> | undefined {
+  const list = flags.shape as string[] | undefined;
+  if (!list) return undefined;
+  return Object.fromEntries(
+    list.map((s) => {
+      const m = /^([^=]+)=(\d+(?:x\d+)*)$/.exec(s);
+      if (!m) throw new InputError(undefined, `--shape must look like NAME=1x3x224x224, not '${s}'`);
+      return [m[1], m[2].split('x').map(Number)];
+    }),
+  );
+}
+
+/**
+ * Runs a job in the compute worker (onnxruntime's run() blocks its thread), with progress on stderr when it
+ * is a terminal, and Ctrl+C cancelling it: the worker is terminated at once.
+ */
+async function inWorker<K extends keyof WorkerRequests & string>(method: K, params: WorkerRequests[K]['params']): Promise<WorkerRequests[K]['result']> {
+  const tty = process.stderr.isTTY;
+  const client = new WorkerClient(path.join(__dirname, 'worker.js'), (event) => {
+    if (event.type === 'progress' && tty) process.stderr.write(`\r\x1b[K${event.message}`);
+  });
+  const controller = new AbortController();
+  const onSigint = () => controller.abort();
+  process.once('SIGINT', onSigint);
+  try {
+    return await client.request(method, params, controller.signal);
+  } catch (err) {
+    if (err instanceof RpcError && err.input) throw new InputError(undefined, err.message);
+    throw err;
+  } finally {
+    if (tty) process.stderr.write('\r\x1b[K');
+    process.off('SIGINT', onSigint);
+    client.dispose();
+  }
+}
 
 function requireModel(positionals: string[]): string {
   const file = positionals[0];
@@ -120,6 +194,18 @@ function formatSummary(s: ModelSummary): string {
   return lines.join('\n');
 }
 
+function formatEval(r: EvalResult): string {
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  return [
+    `${r.samples} samples (${r.data}), batch ${r.batchSize}, ep ${r.ep}`,
+    r.accuracy !== undefined ? `  accuracy ${pct(r.accuracy)}${r.top5 !== undefined ? `, top-5 ${pct(r.top5)}` : ''}` : '',
+    r.top1Agreement !== undefined ? `  top-1 agreement with the reference ${pct(r.top1Agreement)}, KL ${r.kl?.toExponential(3)}` : '',
+    ...Object.entries(r.outputs ?? {}).map(([name, o]) => `  ${name}: cosine ${o.cosine}, SQNR ${o.sqnrDb} dB, max |err| ${o.maxAbs}`),
+    `  latency median ${r.latencyMs.median.toFixed(3)} ms, p90 ${r.latencyMs.p90.toFixed(3)} ms (${r.latencyMs.runs} warm runs, batch 1)`,
+    ...r.warnings.map((w) => `  warning: ${w}`),
+  ].filter(Boolean).join('\n');
+}
+
 /** Runs the CLI; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -145,9 +231,14 @@ export async function main(argv: string[]): Promise<number> {
     const result = await command.run(args);
     if (json) process.stdout.write(JSON.stringify(result) + '\n');
     else if (name === 'inspect') process.stdout.write(formatSummary(result as ModelSummary) + '\n');
+    else if (name === 'eval') process.stdout.write(formatEval(result as EvalResult) + '\n');
     else process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     return 0;
   } catch (err) {
+    if (err instanceof CancelledError) {
+      process.stderr.write('whittle: cancelled\n');
+      return 130;
+    }
     const input = err instanceof InputError;
     process.stderr.write(`whittle: ${oneLine(err)}\n`);
     if (!input && !(err instanceof NotImplementedError) && process.env.WHITTLE_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);

@@ -1,7 +1,11 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { version } from '../core/version';
-import { selectExecutionProvider } from './executionProvider';
+import type { EpName } from '../core/runtime/ep';
+import type { EvalResult } from '../core/runtime/evaluate';
+import { CancelledError } from '../protocol/rpc';
+import type { Engine } from './engine';
+import { selectExecutionProvider, type ExecutionProviderStatus } from './executionProvider';
 import { inspectorViewType } from './inspectorEditor';
 import { findModels } from './modelsView';
 
@@ -27,26 +31,33 @@ export type CommandId = keyof typeof commandTitles;
 const needTrust = new Set<CommandId>(['whittle.compress', 'whittle.analyzeSensitivity', 'whittle.prune', 'whittle.quantize', 'whittle.distill', 'whittle.runRecipe', 'whittle.compare']);
 
 /** Commands whose feature has not landed; they say so instead of pretending. */
-const planned = new Set<CommandId>(['whittle.compress', 'whittle.analyzeSensitivity', 'whittle.prune', 'whittle.quantize', 'whittle.distill', 'whittle.runRecipe', 'whittle.compare', 'whittle.openReport']);
+const planned = new Set<CommandId>(['whittle.compress', 'whittle.analyzeSensitivity', 'whittle.prune', 'whittle.quantize', 'whittle.distill', 'whittle.runRecipe', 'whittle.openReport']);
+
+/** What the commands need from the extension. */
+export interface CommandContext {
+  refreshModels: () => void;
+  engine: Engine;
+  status: ExecutionProviderStatus;
+}
 
 /** The message a planned command shows. */
 export function notYetMessage(id: CommandId): string {
   return `Whittle: ${commandTitles[id]} is not available yet in version ${version}. Whittle: Inspect Model works today.`;
 }
 
-/** Registers every command; `refreshModels` refreshes the Models tree. */
-export function registerCommands(refreshModels: () => void): vscode.Disposable[] {
+/** Registers every command. */
+export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
   const handlers: Record<CommandId, (...args: unknown[]) => unknown> = {
     'whittle.inspect': (uri) => inspect(uri instanceof vscode.Uri ? uri : undefined),
     'whittle.selectExecutionProvider': () => selectExecutionProvider(),
-    'whittle.refreshModels': () => refreshModels(),
+    'whittle.refreshModels': () => ctx.refreshModels(),
+    'whittle.compare': (uri, options) => compare(ctx, uri instanceof vscode.Uri ? uri : undefined, options as CompareOptions | undefined),
     'whittle.compress': () => notYet('whittle.compress'),
     'whittle.analyzeSensitivity': () => notYet('whittle.analyzeSensitivity'),
     'whittle.prune': () => notYet('whittle.prune'),
     'whittle.quantize': () => notYet('whittle.quantize'),
     'whittle.distill': () => notYet('whittle.distill'),
     'whittle.runRecipe': () => notYet('whittle.runRecipe'),
-    'whittle.compare': () => notYet('whittle.compare'),
     'whittle.openReport': () => notYet('whittle.openReport'),
   };
   return Object.entries(handlers).map(([id, fn]) =>
@@ -91,12 +102,105 @@ function activeModelUri(): vscode.Uri | undefined {
   return uri && /\.onnx$/i.test(uri.fsPath) ? uri : undefined;
 }
 
-async function pickModel(): Promise<vscode.Uri | undefined> {
-  const models = await findModels();
+/** Arguments a caller (a test, another extension) can pass to skip the pickers. */
+export interface CompareOptions {
+  reference?: string;
+  data?: string;
+  limit?: number;
+}
+
+/**
+ * Compare Models: runs a model and a reference on the same data in a worker (with progress and Cancel) and
+ * shows accuracy, top-1 agreement, KL, cosine, SQNR and latency. Returns the result, or undefined.
+ */
+async function compare(ctx: CommandContext, uri: vscode.Uri | undefined, options: CompareOptions = {}): Promise<EvalResult | undefined> {
+  if (!vscode.workspace.isTrusted) {
+    void vscode.window.showWarningMessage('Whittle: Compare Models runs models, which needs a trusted workspace.');
+    return undefined;
+  }
+  const model = uri ?? activeModelUri() ?? (await pickModel('the model to evaluate'));
+  if (!model) return undefined;
+  const reference = options.reference ?? (await pickModel(`the reference to compare ${path.basename(model.fsPath)} against`, model))?.fsPath;
+  if (!reference) return undefined;
+  const data = options.data ?? (await pickData());
+  if (!data) return undefined;
+  const config = vscode.workspace.getConfiguration('whittle');
+  const limit = options.limit ?? config.get<number>('calibration.maxSamples', 256);
+  try {
+    const result = await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `Whittle: comparing ${path.basename(model.fsPath)} with ${path.basename(reference)}`, cancellable: true },
+      (progress, token) => {
+        let last = 0;
+        return ctx.engine.job('evaluate', { model: model.fsPath, reference, data, limit, ep: config.get<EpName>('executionProvider', 'auto') }, token, (fraction, message) => {
+          const now = fraction === undefined ? last : Math.round(fraction * 100);
+          progress.report({ message, increment: now - last });
+          last = now;
+        });
+      },
+    );
+    ctx.status.show(result.ep, result.epNotes);
+    const doc = await vscode.workspace.openTextDocument({ language: 'markdown', content: compareReport(model.fsPath, reference, result) });
+    await vscode.window.showTextDocument(doc, { preview: true });
+    return result;
+  } catch (err) {
+    if (err instanceof CancelledError) {
+      void vscode.window.showInformationMessage('Whittle: comparison cancelled.');
+      return undefined;
+    }
+    throw err;
+  }
+}
+
+/** The comparison as Markdown. */
+export function compareReport(model: string, reference: string, r: EvalResult): string {
+  const fmt = (v: unknown, pct = false) => (typeof v === 'number' ? (pct ? `${(v * 100).toFixed(2)}%` : Number(v.toPrecision(6)).toString()) : String(v ?? '–'));
+  const rows: Array<[string, string]> = [
+    ['Samples', `${r.samples} (${r.data})`],
+    ...(r.accuracy !== undefined ? [['Accuracy', fmt(r.accuracy, true)] as [string, string]] : []),
+    ...(r.top1Agreement !== undefined ? [['Top-1 agreement', fmt(r.top1Agreement, true)] as [string, string]] : []),
+    ...(r.kl !== undefined ? [['KL divergence', fmt(r.kl)] as [string, string]] : []),
+    ['Cosine (first output)', fmt(r.cosine)],
+    ['SQNR (first output)', `${fmt(r.sqnrDb)} dB`],
+    ['Latency, median / p90 (batch 1)', `${r.latencyMs.median} / ${r.latencyMs.p90} ms`],
+    ['Execution provider', r.ep],
+  ];
+  return [
+    `# Whittle: ${path.basename(model)} compared with ${path.basename(reference)}`,
+    '',
+    `Model: \`${model}\`  `,
+    `Reference: \`${reference}\``,
+    '',
+    '| Figure | Value |',
+    '|---|---|',
+    ...rows.map(([k, v]) => `| ${k} | ${v} |`),
+    '',
+    ...(r.outputs ? ['| Output | Cosine | SQNR (dB) | Max abs error |', '|---|---|---|---|', ...Object.entries(r.outputs).map(([n, o]) => `| ${n} | ${fmt(o.cosine)} | ${fmt(o.sqnrDb)} | ${fmt(o.maxAbs)} |`), ''] : []),
+    ...r.warnings.map((w) => `> ⚠ ${w}`),
+    '',
+  ].join('\n');
+}
+
+/** Asks for evaluation data: a file or folder, or synthetic random inputs. */
+async function pickData(): Promise<string | undefined> {
+  const pick = await vscode.window.showQuickPick(
+    [
+      { label: '$(folder-opened) Choose a file or folder…', detail: 'a *.dataset.json manifest, an image folder, an idx file, .npy/.npz, or a folder of input_N.pb', value: 'browse' },
+      { label: '$(symbol-misc) Random inputs', detail: 'synthetic data: measures agreement between the models, not accuracy; not representative', value: 'random' },
+    ],
+    { title: 'Whittle: data for the comparison' },
+  );
+  if (!pick) return undefined;
+  if (pick.value === 'random') return 'random';
+  const picked = await vscode.window.showOpenDialog({ canSelectFiles: true, canSelectFolders: true, canSelectMany: false, title: 'Data for the comparison' });
+  return picked?.[0]?.fsPath;
+}
+
+async function pickModel(what = 'a model', exclude?: vscode.Uri): Promise<vscode.Uri | undefined> {
+  const models = (await findModels()).filter((m) => m.kind === 'onnx' && m.uri.fsPath !== exclude?.fsPath);
   const browse = { label: '$(folder-opened) Browse…', uri: undefined as vscode.Uri | undefined };
   const pick = await vscode.window.showQuickPick(
     [...models.map((m) => ({ label: path.basename(m.uri.fsPath), description: vscode.workspace.asRelativePath(m.uri), uri: m.uri as vscode.Uri | undefined })), browse],
-    { title: 'Whittle: pick a model', placeHolder: models.length ? 'a model in this workspace' : 'no models found in this workspace' },
+    { title: `Whittle: pick ${what}`, placeHolder: models.length ? 'a model in this workspace' : 'no models found in this workspace' },
   );
   if (!pick) return undefined;
   if (pick.uri) return pick.uri;

@@ -2,14 +2,18 @@ import * as fs from 'node:fs';
 import * as vscode from 'vscode';
 import type { ModelSummary } from '../core/inspect';
 import { WorkerClient } from '../core/worker/client';
+import type { WorkerRequests } from '../protocol/worker';
 
 /** The extension's access to the engine: all compute goes through the worker, off the host's main thread. */
 export class Engine implements vscode.Disposable {
   private readonly worker: WorkerClient;
   private readonly cache = new Map<string, { stamp: string; summary: Promise<ModelSummary> }>();
 
+  private readonly workerFile: string;
+
   constructor(extensionUri: vscode.Uri) {
-    this.worker = new WorkerClient(vscode.Uri.joinPath(extensionUri, 'dist', 'worker.js').fsPath);
+    this.workerFile = vscode.Uri.joinPath(extensionUri, 'dist', 'worker.js').fsPath;
+    this.worker = new WorkerClient(this.workerFile);
   }
 
   /** The model's summary, computed in the worker and cached until the file's size or mtime changes. */
@@ -29,6 +33,22 @@ export class Engine implements vscode.Disposable {
     this.cache.set(file, { stamp, summary });
     summary.catch(() => this.cache.delete(file));
     return summary;
+  }
+
+  /**
+   * Runs a long job in a worker of its own, so that cancelling it (which retires that worker) leaves other work
+   * alone; progress events go to `onProgress`.
+   */
+  async job<K extends keyof WorkerRequests & string>(method: K, params: WorkerRequests[K]['params'], token?: vscode.CancellationToken, onProgress?: (fraction: number | undefined, message: string) => void): Promise<WorkerRequests[K]['result']> {
+    const client = new WorkerClient(this.workerFile, (event) => event.type === 'progress' && onProgress?.(event.fraction, event.message));
+    const controller = new AbortController();
+    const sub = token?.onCancellationRequested(() => controller.abort());
+    try {
+      return await client.request(method, params, controller.signal);
+    } finally {
+      sub?.dispose();
+      client.dispose();
+    }
   }
 
   dispose(): void {

@@ -1,5 +1,7 @@
 import * as vscode from 'vscode';
+import type { EpName } from '../core/runtime/ep';
 import { Disposable } from './dispose';
+import type { Engine } from './engine';
 
 /** The execution providers a user can choose (DESIGN.md section 4). */
 const providers: Array<{ id: string; detail: string }> = [
@@ -16,23 +18,54 @@ export function configuredProvider(): string {
   return vscode.workspace.getConfiguration('whittle').get<string>('executionProvider', 'auto');
 }
 
-/** The status-bar item that shows the execution provider and opens Select Execution Provider. */
+/**
+ * The status-bar item that shows the execution provider in use and opens Select Execution Provider. In a
+ * trusted workspace it resolves the setting the way every run does (self-check against CPU on the sample
+ * model, in a worker), and every run that reports its provider updates it.
+ */
 export class ExecutionProviderStatus extends Disposable {
   private readonly item = this._register(vscode.window.createStatusBarItem('whittle.ep', vscode.StatusBarAlignment.Right, 100));
+  private generation = 0;
 
-  constructor() {
+  constructor(private readonly engine: Engine) {
     super();
     this.item.name = 'Whittle Execution Provider';
     this.item.command = 'whittle.selectExecutionProvider';
-    this._register(vscode.workspace.onDidChangeConfiguration((e) => e.affectsConfiguration('whittle.executionProvider') && this.update()));
-    this.update();
+    this._register(vscode.workspace.onDidChangeConfiguration((e) => e.affectsConfiguration('whittle.executionProvider') && this.probe()));
+    this._register(vscode.workspace.onDidGrantWorkspaceTrust(() => this.probe()));
+    this.probe();
     this.item.show();
   }
 
-  private update(): void {
-    const ep = configuredProvider();
-    this.item.text = `$(chip) Whittle: ${ep}`;
-    this.item.tooltip = `Whittle execution provider setting: ${ep}. Click to change it.`;
+  /** Shows what a run used. */
+  show(inUse: string, notes: string[] = []): void {
+    const setting = configuredProvider();
+    this.item.text = `$(chip) Whittle: ${inUse}`;
+    this.item.tooltip = [`Execution provider in use: ${inUse} (setting: ${setting}).`, ...notes, 'Click to change it.'].join('\n');
+  }
+
+  private probe(): void {
+    const setting = configuredProvider();
+    const generation = ++this.generation;
+    if (!vscode.workspace.isTrusted) {
+      this.item.text = `$(chip) Whittle: ${setting}`;
+      this.item.tooltip = `Execution provider setting: ${setting}. Not checked: running models needs a trusted workspace.`;
+      return;
+    }
+    this.item.text = `$(sync~spin) Whittle: ${setting}`;
+    this.item.tooltip = `Checking the ${setting} execution provider against CPU…`;
+    this.engine.job('probeEp', { ep: setting as EpName }).then(
+      (probe) => {
+        if (generation !== this.generation) return;
+        this.show(probe.inUse, probe.warnings);
+        if (setting !== 'auto' && probe.inUse !== setting) void vscode.window.showWarningMessage(`Whittle: ${probe.warnings.join(' ') || `${setting} is not available`}`);
+      },
+      (err) => {
+        if (generation !== this.generation) return;
+        this.item.text = `$(warning) Whittle: ${setting}`;
+        this.item.tooltip = `Checking the execution provider failed: ${err instanceof Error ? err.message : String(err)}`;
+      },
+    );
   }
 }
 

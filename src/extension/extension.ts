@@ -18,6 +18,7 @@ export function activate(context: vscode.ExtensionContext): WhittleApi {
   const engine = new Engine(context.extensionUri);
   const sensitivity = new SensitivityView(context.extensionUri);
   const models = new ModelsView();
+  const status = new ExecutionProviderStatus(engine);
   context.subscriptions.push(
     engine,
     sensitivity,
@@ -27,8 +28,8 @@ export function activate(context: vscode.ExtensionContext): WhittleApi {
     }),
     vscode.window.registerWebviewViewProvider(sensitivityViewId, sensitivity),
     vscode.window.createTreeView(modelsViewId, { treeDataProvider: models, showCollapseAll: false }),
-    new ExecutionProviderStatus(),
-    ...registerCommands(() => models.refresh()),
+    status,
+    ...registerCommands({ refreshModels: () => models.refresh(), engine, status }),
   );
   return { inspect: (file) => engine.inspect(file) };
 }

@@ -77,6 +77,7 @@ export class RpcEndpoint<TOut extends RequestMap, TIn extends RequestMap, TEvOut
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private readonly running = new Map<number, AbortController>();
   private disposed = false;
+  private readonly idleWaiters: Array<{ ignore: number; resolve: () => void }> = [];
 
   constructor(
     private readonly post: Post,
@@ -145,6 +146,15 @@ export class RpcEndpoint<TOut extends RequestMap, TIn extends RequestMap, TEvOut
     }
   }
 
+  /**
+   * Resolves once at most `ignore` handlers are still running (a handler that waits for the others to finish
+   * passes 1 for itself). A worker that is idle can be terminated safely.
+   */
+  whenIdle(ignore = 0): Promise<void> {
+    if (this.running.size <= ignore) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push({ ignore, resolve }));
+  }
+
   /** Rejects every pending request and aborts every running handler. */
   dispose(reason = 'channel closed'): void {
     this.disposed = true;
@@ -166,6 +176,10 @@ export class RpcEndpoint<TOut extends RequestMap, TIn extends RequestMap, TEvOut
       if (!controller.signal.aborted && !this.disposed) this.post({ kind: 'response', id, ok: false, error: this.encodeError(err) });
     } finally {
       this.running.delete(id);
+      for (const w of this.idleWaiters.filter((w) => this.running.size <= w.ignore)) {
+        this.idleWaiters.splice(this.idleWaiters.indexOf(w), 1);
+        w.resolve();
+      }
     }
   }
 }

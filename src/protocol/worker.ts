@@ -1,11 +1,20 @@
 import type { Accumulator } from '../core/analysis/stats';
 import type { ModelSummary } from '../core/inspect';
+import type { EvalParams, EvalResult } from '../core/runtime/evaluate';
+import type { EpName } from '../core/runtime/ep';
+import type { EpProbe } from '../core/runtime/probe';
 import type { EventMessage } from './rpc';
 
 /** Requests the extension host (or CLI) makes of the compute worker. */
 export type WorkerRequests = {
   /** Reads a model and summarises it (the Model Inspector's first page). */
   inspect: { params: { file: string }; result: ModelSummary };
+  /** Resolves when every other request has finished (after a cancel), so the worker can be terminated safely. */
+  drain: { params: Record<string, never>; result: void };
+  /** Resolves an execution-provider setting on this machine (self-check on the sample model). */
+  probeEp: { params: { ep: EpName }; result: EpProbe };
+  /** Runs a model over a dataset and measures it (`whittle eval`); sends progress events. */
+  evaluate: { params: EvalParams; result: EvalResult };
   /** Partial statistics of tensor element ranges (one big tensor can be shared among workers). */
   weightStats: { params: { tasks: StatsTask[] }; result: Accumulator[] };
 };

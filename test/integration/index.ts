@@ -71,6 +71,21 @@ test('a command that has not landed says so instead of pretending', async () => 
   assert.match(message, /Compress Model… is not available yet/);
 });
 
+test('Compare Models runs both models in a worker and reports agreement 1 and SQNR inf for a model against itself', async () => {
+  const result = await vscode.commands.executeCommand<{ top1Agreement: number; sqnrDb: unknown; samples: number; ep: string }>('whittle.compare', vscode.Uri.file(sample()), {
+    reference: sample(),
+    data: 'random',
+    limit: 8,
+  });
+  assert.ok(result, 'no result');
+  assert.equal(result.samples, 8);
+  assert.equal(result.top1Agreement, 1);
+  assert.equal(result.sqnrDb, 'inf');
+  const doc = vscode.window.activeTextEditor?.document;
+  assert.match(doc?.getText() ?? '', /Top-1 agreement \| 100\.00%/);
+  await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
+});
+
 test('Select Execution Provider is backed by the whittle.executionProvider setting', async () => {
   const config = vscode.workspace.getConfiguration('whittle');
   assert.equal(config.inspect('executionProvider')?.defaultValue, 'auto');

@@ -43,6 +43,8 @@ export interface ModelSession {
   weightFeeds: Record<string, ort.Tensor>;
   /** Things the user must hear: a provider that failed its check, a batch that could not be made dynamic. */
   warnings: string[];
+  /** How `auto` chose: providers that were absent or slower than CPU. Informational. */
+  notes: string[];
   /** Releases the session. */
   release(): Promise<void>;
 }
@@ -172,11 +174,17 @@ export async function openSession(model: OnnxModel, opts: SessionOptions = {}): 
     weightFeeds[name] = weightTensor(w.ref);
   }
   const warnings: string[] = [];
+  const notes: string[] = [];
   const base = { weightInputs: opts.weightInputs, extraOutputs: opts.extraOutputs };
   let bytes = preparedBytes(model, base);
   // Batched when every input's first dimension is already symbolic.
   let batched = inputs.every((i) => typeof i.shape[0] !== 'number');
-  let cpu = await create(bytes, model.file, 'cpu', threads);
+  let cpu: ort.InferenceSession;
+  try {
+    cpu = await create(bytes, model.file, 'cpu', threads);
+  } catch (err) {
+    throw new InputError(model.file, `onnxruntime cannot load this model: ${firstLine(err)}`);
+  }
 
   if (opts.dynamicBatch && !batched && inputs.length > 0) {
     // Try the model with a symbolic batch; keep it only if two samples at once equal two single runs.
@@ -223,7 +231,7 @@ export async function openSession(model: OnnxModel, opts: SessionOptions = {}): 
       if (requested === 'auto') {
         const [mine, theirs] = [await timeRuns(session, check, 3), await timeRuns(cpu, check, 3)];
         if (mine > theirs) {
-          warnings.push(`${ep} passed its check but ran slower than CPU (${mine.toFixed(2)} ms against ${theirs.toFixed(2)} ms); using CPU`);
+          notes.push(`${ep} passed its check but ran slower than CPU (${mine.toFixed(2)} ms against ${theirs.toFixed(2)} ms); using CPU`);
           await session.release();
           continue;
         }
@@ -232,19 +240,20 @@ export async function openSession(model: OnnxModel, opts: SessionOptions = {}): 
       return finish(session, ep);
     } catch (err) {
       await session?.release().catch(() => {});
-      // An EP that is simply absent is expected under 'auto'; say so only when it was asked for by name.
-      if (requested !== 'auto') warnings.push(`${ep} is not available here (${firstLine(err)}); using CPU`);
+      // An EP that is simply absent is expected under 'auto': a note; asked for by name, it is a warning.
+      (requested === 'auto' ? notes : warnings).push(`${ep} is not available here (${firstLine(err)}); using CPU`);
     }
   }
   return finish(cpu, 'cpu');
 
   function finish(session: ort.InferenceSession, ep: ConcreteEp): ModelSession {
-    return { session, ep, batched, inputs, outputs, weightFeeds, warnings, release: () => session.release() };
+    return { session, ep, batched, inputs, outputs, weightFeeds, warnings, notes, release: () => session.release() };
   }
 }
 
+/** ORT's message without its source-file detail: "Non-zero status code ... Name:'X'". */
 function firstLine(err: unknown): string {
-  return (err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 200);
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0].replace(/ Status Message:.*$/, '').slice(0, 200);
 }
 
 /** Two tensors joined along axis 0. */

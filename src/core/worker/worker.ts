@@ -1,6 +1,8 @@
 import { parentPort } from 'node:worker_threads';
 import { runStatsTasks } from '../analysis/parallelStats';
 import { inspectModel } from '../inspect';
+import { evaluate } from '../runtime/evaluate';
+import { probeEp } from '../runtime/probe';
 import { RpcEndpoint, type Handlers } from '../../protocol/rpc';
 import type { FromWorkerEvent, ToWorkerEvent, WorkerHostRequests, WorkerRequests } from '../../protocol/worker';
 
@@ -8,6 +10,9 @@ import type { FromWorkerEvent, ToWorkerEvent, WorkerHostRequests, WorkerRequests
 const handlers: Handlers<WorkerRequests> = {
   inspect: ({ file }) => inspectModel(file),
   weightStats: ({ tasks }) => runStatsTasks(tasks),
+  drain: () => endpoint.whenIdle(1),
+  probeEp: ({ ep }) => probeEp(ep),
+  evaluate: (params, signal) => evaluate(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
 };
 
 if (!parentPort) throw new Error('worker.js must run in a worker thread');
