@@ -10,6 +10,7 @@ import type { WorkerRequests } from '../protocol/worker';
 import { InputError, NotImplementedError, oneLine } from '../core/errors';
 import { inspectModel, type ModelSummary } from '../core/inspect';
 import type { EvalResult } from '../core/runtime/evaluate';
+import type { AnalyzeResult } from '../protocol/analysis';
 import { writeFileAtomic } from '../core/atomicWrite';
 import { buildSampleModel } from '../core/samples/sampleModel';
 import { version } from '../core/version';
@@ -89,7 +90,32 @@ const commands: Record<string, Command> = {
       });
     },
   },
-  analyze: { usage: 'analyze <model> --data D --kind prune|quant|both', summary: 'per-layer sensitivity sweeps' },
+  analyze: {
+    usage: 'analyze <model> --data D --kind prune|quant|both [--sparsities 0,0.5,0.9] [--bits 8,4] [--exclude A,B] [--limit N]',
+    summary: 'per-layer sensitivity: prune or quantize each layer alone and measure the change against the unmodified model',
+    flags: [
+      { name: 'kind', value: 'KIND', choices: ['prune', 'quant', 'both'], help: 'which sweeps to run (default both)' },
+      { name: 'sparsities', value: 'LIST', help: 'pruning levels, e.g. 0,0.5,0.9 (default 0,0.1,...,0.9,0.95)' },
+      { name: 'bits', value: 'LIST', help: 'quantization bit widths, e.g. 8,4 (default 8,6,4,3,2)' },
+      { name: 'exclude', value: 'LAYERS', help: 'comma-separated layer names to leave out' },
+    ],
+    run: ({ positionals, flags }) => {
+      const model = requireModel(positionals);
+      if (!flags.data) throw new InputError(undefined, 'analyze needs --data SPEC (a dataset manifest, an image folder, an idx file, a folder of input_N.pb, or random)');
+      return inWorker('analyze', {
+        model,
+        data: String(flags.data),
+        kind: (flags.kind as 'prune' | 'quant' | 'both' | undefined) ?? 'both',
+        ep: (flags.ep as EpName | undefined) ?? 'auto',
+        limit: intFlag(flags, 'limit'),
+        seed: intFlag(flags, 'seed'),
+        shapes: shapeFlags(flags),
+        sparsities: listFlag(flags, 'sparsities')?.map((s) => numberOf(s, 'sparsities')),
+        bits: listFlag(flags, 'bits')?.map((s) => numberOf(s, 'bits')),
+        exclude: listFlag(flags, 'exclude'),
+      });
+    },
+  },
   prune: { usage: 'prune <model> --sparsity S [...]', summary: 'unstructured, N:M or structured pruning' },
   quantize: { usage: 'quantize <model> --mode weight-only|static|dynamic|fp16 [...]', summary: 'post-training quantization' },
   finetune: { usage: 'finetune <model> --data D --epochs E', summary: 'fine-tune after pruning' },
@@ -103,6 +129,20 @@ function intFlag(flags: ParsedArgs['flags'], name: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   if (!Number.isSafeInteger(n) || n < 0) throw new InputError(undefined, `option --${name} must be a whole number, not '${v}'`);
+  return n;
+}
+
+/** A comma-separated flag as a list, or undefined when absent. */
+function listFlag(flags: ParsedArgs['flags'], name: string): string[] | undefined {
+  const v = flags[name];
+  if (v === undefined) return undefined;
+  return String(v).split(',').map((x) => x.trim()).filter(Boolean);
+}
+
+/** A number in a list flag. */
+function numberOf(s: string, name: string): number {
+  const n = Number(s);
+  if (!Number.isFinite(n)) throw new InputError(undefined, `option --${name} takes numbers, not '${s}'`);
   return n;
 }
 
@@ -206,6 +246,25 @@ function formatEval(r: EvalResult): string {
   ].filter(Boolean).join('\n');
 }
 
+/** A ranked table: most sensitive layer first, one column per level. */
+function formatAnalyze(r: AnalyzeResult): string {
+  const byName = new Map(r.layers.map((l) => [l.name, l]));
+  const first = r.layers[0];
+  const heads = [...(first?.prune ?? []).map((p) => `p${Math.round(p.sparsity * 100)}%`), ...(first?.quant ?? []).map((q) => `${q.bits}b`)];
+  const width = Math.max(5, ...r.layers.map((l) => l.name.length));
+  const cell = (x: number) => x.toFixed(4).padStart(8);
+  return [
+    `${r.baseline.samples} samples (${r.data}), ep ${r.ep}; metric: ${r.baseline.metricName}${r.baseline.accuracy !== undefined ? ` (baseline accuracy ${(r.baseline.accuracy * 100).toFixed(2)}%)` : ''}`,
+    `${'rank'.padEnd(5)}${'layer'.padEnd(width + 2)}${'op'.padEnd(8)}${'score'.padStart(8)}${heads.map((h) => h.padStart(8)).join('')}`,
+    ...r.ranking.map((name, i) => {
+      const l = byName.get(name)!;
+      const points = [...(l.prune ?? []), ...(l.quant ?? [])].map((p) => cell(p.metric)).join('');
+      return `${String(i + 1).padEnd(5)}${name.padEnd(width + 2)}${l.op.padEnd(8)}${cell(l.score)}${points}`;
+    }),
+    ...r.warnings.map((w) => `warning: ${w}`),
+  ].join('\n');
+}
+
 /** Runs the CLI; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -232,6 +291,7 @@ export async function main(argv: string[]): Promise<number> {
     if (json) process.stdout.write(JSON.stringify(result) + '\n');
     else if (name === 'inspect') process.stdout.write(formatSummary(result as ModelSummary) + '\n');
     else if (name === 'eval') process.stdout.write(formatEval(result as EvalResult) + '\n');
+    else if (name === 'analyze') process.stdout.write(formatAnalyze(result as AnalyzeResult) + '\n');
     else process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     return 0;
   } catch (err) {

@@ -3,6 +3,7 @@ import type { ModelSummary } from '../core/inspect';
 import type { EvalParams, EvalResult } from '../core/runtime/evaluate';
 import type { EpName } from '../core/runtime/ep';
 import type { EpProbe } from '../core/runtime/probe';
+import type { AnalyzeParams, AnalyzeResult, LayerDoneEvent, LayerHistogram, TensorTile } from './analysis';
 import type { EventMessage } from './rpc';
 
 /** Requests the extension host (or CLI) makes of the compute worker. */
@@ -15,6 +16,12 @@ export type WorkerRequests = {
   probeEp: { params: { ep: EpName }; result: EpProbe };
   /** Runs a model over a dataset and measures it (`whittle eval`); sends progress events. */
   evaluate: { params: EvalParams; result: EvalResult };
+  /** A histogram of one layer's weight (or of `tensor`), with per-channel ranges (models are cached in the worker). */
+  layerHistogram: { params: { file: string; layer: string; tensor?: string; bins?: number }; result: LayerHistogram };
+  /** A tile of a weight tensor as a 2-D matrix (out-channels x the rest); `stride` > 1 downsamples. */
+  tensorTile: { params: { file: string; tensor: string; row: number; col: number; rows: number; cols: number; stride: number }; result: TensorTile };
+  /** Per-layer pruning and quantization sweeps (`whittle analyze`); sends `layerDone` and progress events. */
+  analyze: { params: AnalyzeParams; result: AnalyzeResult };
   /** Partial statistics of tensor element ranges (one big tensor can be shared among workers). */
   weightStats: { params: { tasks: StatsTask[] }; result: Accumulator[] };
 };
@@ -44,7 +51,7 @@ export interface ProgressEvent extends EventMessage {
 }
 
 /** Events the worker sends to its host. */
-export type FromWorkerEvent = ProgressEvent;
+export type FromWorkerEvent = ProgressEvent | LayerDoneEvent;
 
 /** Events the host sends to the worker: none yet. */
 export type ToWorkerEvent = never;

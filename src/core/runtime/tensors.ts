@@ -23,7 +23,10 @@ export function fromOrt(t: ort.Tensor): HostTensor {
 export function weightTensor(ref: TensorRef): ort.Tensor {
   const type = ortTypeOf[ref.dtype];
   if (!type) throw new InputError(ref.source, `weight '${ref.name}' has element type ${ref.dtypeName}, which onnxruntime's JS API cannot feed`);
-  return new ort.Tensor(type, ref.read() as never, ref.shape);
+  const data = ref.read();
+  // onnxruntime-node rejects shared memory ("Invalid argument" at run()); big models are read into a SharedArrayBuffer.
+  const owned = typeof SharedArrayBuffer !== 'undefined' && data.buffer instanceof SharedArrayBuffer ? data.slice() : data;
+  return new ort.Tensor(type, owned as never, ref.shape);
 }
 
 /** Float32 values of any numeric output (float16 bits decoded), for metrics. */

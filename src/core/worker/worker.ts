@@ -1,10 +1,17 @@
 import { parentPort } from 'node:worker_threads';
+import { layerHistogram } from '../analysis/histogram';
 import { runStatsTasks } from '../analysis/parallelStats';
+import { analyze } from '../analysis/sensitivity';
+import { tensorTile } from '../analysis/tiles';
 import { inspectModel } from '../inspect';
 import { evaluate } from '../runtime/evaluate';
 import { probeEp } from '../runtime/probe';
+import { ModelCache } from './modelCache';
 import { RpcEndpoint, type Handlers } from '../../protocol/rpc';
 import type { FromWorkerEvent, ToWorkerEvent, WorkerHostRequests, WorkerRequests } from '../../protocol/worker';
+
+/** Models the panels look into, kept open across their histogram and tile requests. */
+const models = new ModelCache(2);
 
 /** The compute worker: model reading now; onnxruntime sessions, sweeps and passes as they land. */
 const handlers: Handlers<WorkerRequests> = {
@@ -13,6 +20,15 @@ const handlers: Handlers<WorkerRequests> = {
   drain: () => endpoint.whenIdle(1),
   probeEp: ({ ep }) => probeEp(ep),
   evaluate: (params, signal) => evaluate(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
+  layerHistogram: ({ file, layer, tensor, bins }) => layerHistogram(models.get(file), layer, tensor, bins),
+  tensorTile: ({ file, tensor, row, col, rows, cols, stride }) => tensorTile(models.get(file), tensor, row, col, rows, cols, stride),
+  analyze: (params, signal) =>
+    analyze(
+      params,
+      signal,
+      (event) => endpoint.sendEvent(event),
+      (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message }),
+    ),
 };
 
 if (!parentPort) throw new Error('worker.js must run in a worker thread');
