@@ -170,6 +170,7 @@ describe('real models from ../shared/data', { skip: noSharedData }, () => {
     outputs?: string[];
     ops?: Record<string, number>;
     dtype?: string;
+    layers?: Array<[string, string]>;
   }>;
   for (const entry of corpus) {
     test(entry.path, async () => {
@@ -182,6 +183,7 @@ describe('real models from ../shared/data', { skip: noSharedData }, () => {
       for (const name of entry.inputsExclude ?? []) assert.ok(!s.inputs.some((i) => i.name === name), `${name} is a weight, not an input`);
       if (entry.outputs) assert.deepEqual(s.outputs.map((o) => o.name), entry.outputs);
       if (entry.ops) for (const [op, n] of Object.entries(entry.ops)) assert.equal(s.opCounts[op], n, op);
+      if (entry.layers) assert.deepEqual(s.layers.map((l) => [l.name, l.kind]), entry.layers);
       if (entry.dtype) assert.ok(s.layers.some((l) => l.weights.some((w) => w.dtype === entry.dtype)));
       for (const l of s.layers) for (const w of l.weights) if (w.params > 0 && w.min !== null) assert.ok(w.min <= w.max!);
     });

@@ -109,9 +109,14 @@ export class OnnxModel {
     const names = new Set<string>();
     const visit = (g: GraphProto) => {
       const consumers = new Map<string, NodeProto[]>();
-      for (const n of g.node) for (const i of n.input) consumers.set(i, [...(consumers.get(i) ?? []), n]);
+      const producers = new Map<string, NodeProto>();
+      for (const n of g.node) {
+        for (const i of n.input) consumers.set(i, [...(consumers.get(i) ?? []), n]);
+        for (const o of n.output) producers.set(o, n);
+      }
+      const direct = (name: string) => (name ? weights.get(name)?.ref : undefined);
       g.node.forEach((n, index) => {
-        const layer = layerOf(n, (name) => (name ? weights.get(name)?.ref : undefined), consumers);
+        const layer = layerOf(n, direct, consumers, (name) => reshapedWeight(name, producers, direct));
         if (layer) {
           let name = n.name || `${n.opType}_${index}`;
           while (names.has(name)) name += "'";
@@ -122,8 +127,10 @@ export class OnnxModel {
       });
     };
     visit(this.graph);
-    this.layerList = layers;
-    return layers;
+    // A weight that a recognised layer owns (through a Reshape, say) is not listed again under its Reshape.
+    const owned = new Set(layers.filter((l) => l.kind !== 'other').map((l) => l.weight));
+    this.layerList = layers.filter((l) => l.kind !== 'other' || !Object.values(l.tensors).every((t) => owned.has(t)));
+    return this.layerList;
   }
 
   /** Releases the external data file handles. */
@@ -207,7 +214,29 @@ const roles: Record<string, { kind: LayerKind; inputs: string[] }> = {
 };
 
 /** Groups a node with its weights, or returns undefined for nodes that hold none. */
-function layerOf(n: NodeProto, weight: (name: string) => TensorRef | undefined, consumers: Map<string, NodeProto[]>): Omit<Layer, 'name'> | undefined {
+/**
+ * A weight that reaches its consumer through a Reshape by a constant shape (CNTK's mnist-8 feeds its
+ * classifier's MatMul this way): the initializer, and the shape the consumer sees.
+ */
+function reshapedWeight(name: string, producers: Map<string, NodeProto>, weight: (name: string) => TensorRef | undefined): { ref: TensorRef; shape: number[] } | undefined {
+  const p = producers.get(name);
+  if (!p || p.opType !== 'Reshape' || (p.domain && p.domain !== 'ai.onnx')) return undefined;
+  const ref = weight(p.input[0]);
+  const target = weight(p.input[1]);
+  if (!ref || !isParameter(ref) || !target || target.dtype !== 7) return undefined;
+  const dims = target.toNumbers();
+  const shape = dims.map((d, i) => (d === 0 ? ref.shape[i] : d));
+  const known = shape.reduce((a, d) => (d > 0 ? a * d : a), 1);
+  const inferred = shape.map((d) => (d === -1 ? ref.count / known : d));
+  return inferred.reduce((a, b) => a * b, 1) === ref.count ? { ref, shape: inferred } : undefined;
+}
+
+function layerOf(
+  n: NodeProto,
+  weight: (name: string) => TensorRef | undefined,
+  consumers: Map<string, NodeProto[]>,
+  reshaped: (name: string) => { ref: TensorRef; shape: number[] } | undefined = () => undefined,
+): Omit<Layer, 'name'> | undefined {
   if (n.domain && n.domain !== 'ai.onnx') return otherLayer(n, weight);
   if (n.opType === 'Constant') return undefined;
   const attrInt = (name: string) => Number(n.attribute.find((a) => a.name === name)?.i ?? 0);
@@ -224,6 +253,13 @@ function layerOf(n: NodeProto, weight: (name: string) => TensorRef | undefined, 
   }
   if (n.opType === 'MatMul') {
     const [a, b] = [weight(n.input[0]), weight(n.input[1])];
+    if (!a && !b) {
+      // B through a Reshape that keeps the output channels as the last axis: the initializer is the weight.
+      const r = reshaped(n.input[1]);
+      if (r && !weight(n.input[0]) && r.shape.at(-1) === r.ref.shape.at(-1)) {
+        return { op: 'MatMul', kind: 'matmul', weight: r.ref, tensors: { weight: r.ref }, outputAxis: r.ref.shape.length - 1 };
+      }
+    }
     const w = b ?? a;
     if (!w || (a && b)) return otherLayer(n, weight);
     // PyTorch exports Linear as MatMul + Add(bias): take that bias into the layer.
