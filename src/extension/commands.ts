@@ -8,6 +8,8 @@ import type { Engine } from './engine';
 import { selectExecutionProvider, type ExecutionProviderStatus } from './executionProvider';
 import { inspectorViewType } from './inspectorEditor';
 import { findModels } from './modelsView';
+import type { AnalyzeOptions, SensitivityView } from './sensitivityView';
+import type { AnalyzeResult } from '../protocol/analysis';
 
 /** Every command Whittle contributes; package.json must declare exactly these (a unit test checks). */
 export const commandTitles = {
@@ -31,13 +33,14 @@ export type CommandId = keyof typeof commandTitles;
 const needTrust = new Set<CommandId>(['whittle.compress', 'whittle.analyzeSensitivity', 'whittle.prune', 'whittle.quantize', 'whittle.distill', 'whittle.runRecipe', 'whittle.compare']);
 
 /** Commands whose feature has not landed; they say so instead of pretending. */
-const planned = new Set<CommandId>(['whittle.compress', 'whittle.analyzeSensitivity', 'whittle.prune', 'whittle.quantize', 'whittle.distill', 'whittle.runRecipe', 'whittle.openReport']);
+const planned = new Set<CommandId>(['whittle.compress', 'whittle.prune', 'whittle.quantize', 'whittle.distill', 'whittle.runRecipe', 'whittle.openReport']);
 
 /** What the commands need from the extension. */
 export interface CommandContext {
   refreshModels: () => void;
   engine: Engine;
   status: ExecutionProviderStatus;
+  sensitivity: SensitivityView;
 }
 
 /** The message a planned command shows. */
@@ -53,7 +56,7 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
     'whittle.refreshModels': () => ctx.refreshModels(),
     'whittle.compare': (uri, options) => compare(ctx, uri instanceof vscode.Uri ? uri : undefined, options as CompareOptions | undefined),
     'whittle.compress': () => notYet('whittle.compress'),
-    'whittle.analyzeSensitivity': () => notYet('whittle.analyzeSensitivity'),
+    'whittle.analyzeSensitivity': (uri, options) => analyzeSensitivity(ctx, uri instanceof vscode.Uri ? uri : undefined, options as AnalyzeOptions | undefined),
     'whittle.prune': () => notYet('whittle.prune'),
     'whittle.quantize': () => notYet('whittle.quantize'),
     'whittle.distill': () => notYet('whittle.distill'),
@@ -100,6 +103,28 @@ function activeModelUri(): vscode.Uri | undefined {
   const input = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
   const uri = input instanceof vscode.TabInputCustom || input instanceof vscode.TabInputText ? input.uri : undefined;
   return uri && /\.onnx$/i.test(uri.fsPath) ? uri : undefined;
+}
+
+/**
+ * Analyze Layer Sensitivity: focuses the Layer Sensitivity view on the model (the given one, the active
+ * inspector's, or a picked one), where the user picks data and runs. With `options.data` (tests, other
+ * extensions) it runs at once and returns the result (undefined when cancelled).
+ */
+async function analyzeSensitivity(ctx: CommandContext, uri: vscode.Uri | undefined, options?: AnalyzeOptions): Promise<AnalyzeResult | undefined> {
+  if (!vscode.workspace.isTrusted) {
+    void vscode.window.showWarningMessage('Whittle: Analyze Layer Sensitivity runs models, which needs a trusted workspace.');
+    return undefined;
+  }
+  const model = uri ?? activeModelUri() ?? (await pickModel('the model to analyze'));
+  if (!model) return undefined;
+  await ctx.sensitivity.reveal(model.fsPath);
+  if (!options?.data) return undefined;
+  try {
+    return await ctx.sensitivity.run(model.fsPath, options);
+  } catch (err) {
+    if (err instanceof CancelledError) return undefined;
+    throw err;
+  }
 }
 
 /** Arguments a caller (a test, another extension) can pass to skip the pickers. */

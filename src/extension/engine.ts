@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as vscode from 'vscode';
 import type { ModelSummary } from '../core/inspect';
 import { WorkerClient } from '../core/worker/client';
+import type { LayerDoneEvent } from '../protocol/analysis';
 import type { WorkerRequests } from '../protocol/worker';
 
 /** The extension's access to the engine: all compute goes through the worker, off the host's main thread. */
@@ -37,10 +38,19 @@ export class Engine implements vscode.Disposable {
 
   /**
    * Runs a long job in a worker of its own, so that cancelling it (which retires that worker) leaves other work
-   * alone; progress events go to `onProgress`.
+   * alone; progress events go to `onProgress`, streamed per-layer results (`analyze`) to `onLayerDone`.
    */
-  async job<K extends keyof WorkerRequests & string>(method: K, params: WorkerRequests[K]['params'], token?: vscode.CancellationToken, onProgress?: (fraction: number | undefined, message: string) => void): Promise<WorkerRequests[K]['result']> {
-    const client = new WorkerClient(this.workerFile, (event) => event.type === 'progress' && onProgress?.(event.fraction, event.message));
+  async job<K extends keyof WorkerRequests & string>(
+    method: K,
+    params: WorkerRequests[K]['params'],
+    token?: vscode.CancellationToken,
+    onProgress?: (fraction: number | undefined, message: string) => void,
+    onLayerDone?: (event: LayerDoneEvent) => void,
+  ): Promise<WorkerRequests[K]['result']> {
+    const client = new WorkerClient(this.workerFile, (event) => {
+      if (event.type === 'progress') onProgress?.(event.fraction, event.message);
+      else if (event.type === 'layerDone') onLayerDone?.(event);
+    });
     const controller = new AbortController();
     const sub = token?.onCancellationRequested(() => controller.abort());
     try {
@@ -49,6 +59,17 @@ export class Engine implements vscode.Disposable {
       sub?.dispose();
       client.dispose();
     }
+  }
+
+  /**
+   * A short request (histogram, tensor tile) on the shared worker; cancelling the token (the panel closed, the
+   * user moved on) cancels it in the worker.
+   */
+  request<K extends 'layerHistogram' | 'tensorTile'>(method: K, params: WorkerRequests[K]['params'], token?: vscode.CancellationToken): Promise<WorkerRequests[K]['result']> {
+    const controller = new AbortController();
+    const sub = token?.onCancellationRequested(() => controller.abort());
+    if (token?.isCancellationRequested) controller.abort();
+    return this.worker.request(method, params, controller.signal).finally(() => sub?.dispose());
   }
 
   dispose(): void {

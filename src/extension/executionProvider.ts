@@ -5,7 +5,7 @@ import type { Engine } from './engine';
 
 /** The execution providers a user can choose (DESIGN.md section 4). */
 const providers: Array<{ id: string; detail: string }> = [
-  { id: 'auto', detail: 'CUDA if its libraries are present, then WebGPU, then DirectML/CoreML by platform, then CPU' },
+  { id: 'auto', detail: 'CUDA if its libraries are present, then DirectML/CoreML by platform, then CPU (WebGPU only by name)' },
   { id: 'cpu', detail: 'onnxruntime CPU: always available, the reference every other EP is checked against' },
   { id: 'cuda', detail: 'NVIDIA GPUs; needs the CUDA provider libraries' },
   { id: 'webgpu', detail: 'any GPU through WebGPU (Vulkan, Metal, D3D12)' },

@@ -16,7 +16,7 @@ export interface WhittleApi {
 /** Activates Whittle: engine worker, inspector, side-bar views, status bar and commands. */
 export function activate(context: vscode.ExtensionContext): WhittleApi {
   const engine = new Engine(context.extensionUri);
-  const sensitivity = new SensitivityView(context.extensionUri);
+  const sensitivity = new SensitivityView(context.extensionUri, engine);
   const models = new ModelsView();
   const status = new ExecutionProviderStatus(engine);
   context.subscriptions.push(
@@ -29,7 +29,7 @@ export function activate(context: vscode.ExtensionContext): WhittleApi {
     vscode.window.registerWebviewViewProvider(sensitivityViewId, sensitivity),
     vscode.window.createTreeView(modelsViewId, { treeDataProvider: models, showCollapseAll: false }),
     status,
-    ...registerCommands({ refreshModels: () => models.refresh(), engine, status }),
+    ...registerCommands({ refreshModels: () => models.refresh(), engine, status, sensitivity }),
   );
   return { inspect: (file) => engine.inspect(file) };
 }

@@ -27,11 +27,20 @@ class InspectorPanel extends Disposable {
   ) {
     super();
     const file = document.uri.fsPath;
+    // Cancels the worker requests still running when the panel closes (finished ones are left alone).
+    const closing = new vscode.CancellationTokenSource();
+    this._register({ dispose: () => (closing.cancel(), closing.dispose()) });
     panel.webview.options = webviewOptions(extensionUri);
     const channel = this._register(
       new WebviewChannel<InspectorWebviewRequests, InspectorHostRequests, ToInspectorEvent, FromInspectorEvent>(
         panel.webview,
-        { getSummary: (_params, signal) => engine.inspect(file, tokenFor(signal)) },
+        {
+          getSummary: (_params, signal) => engine.inspect(file, tokenFor(signal)),
+          // A stale tile (the user zoomed on) is dropped by the webview rather than cancelled here: cancelling a
+          // request on the shared worker retires that worker, which would cost more than finishing the tile.
+          getHistogram: (params) => engine.request('layerHistogram', { file, ...params }, closing.token),
+          getTile: (params) => engine.request('tensorTile', { file, ...params }, closing.token),
+        },
         (event) => {
           switch (event.type) {
             case 'ready':

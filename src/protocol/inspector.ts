@@ -1,12 +1,18 @@
 import type { ModelSummary } from '../core/inspect';
+import type { LayerHistogram, TensorTile } from './analysis';
 import type { EventMessage } from './rpc';
 
 export type { ModelSummary, LayerInfo, WeightInfo, IoInfo } from '../core/inspect';
+export type { LayerHistogram, TensorTile } from './analysis';
 
 /** Requests the Model Inspector webview makes of the host. */
 export type InspectorHostRequests = {
   /** The model's summary; read in the worker. */
   getSummary: { params: Record<string, never>; result: ModelSummary };
+  /** A histogram of a layer's weight with per-channel ranges; computed in the worker, never the whole tensor. */
+  getHistogram: { params: { layer: string; tensor?: string; bins?: number }; result: LayerHistogram };
+  /** One heatmap tile of a weight seen as out-channels x the rest; `stride` > 1 is a downsampled overview. */
+  getTile: { params: { tensor: string; row: number; col: number; rows: number; cols: number; stride: number }; result: TensorTile };
 };
 
 /** Requests the host makes of the inspector webview: none. */

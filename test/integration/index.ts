@@ -86,6 +86,43 @@ test('Compare Models runs both models in a worker and reports agreement 1 and SQ
   await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
 });
 
+/** Every file under `dir`, relative, sorted. */
+function listFiles(dir: string, prefix = ''): string[] {
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .flatMap((e) => (e.isDirectory() ? listFiles(path.join(dir, e.name), `${prefix}${e.name}/`) : [`${prefix}${e.name}`]))
+    .sort();
+}
+
+test('Analyze Layer Sensitivity sweeps the sample model in a worker, ranks its 4 layers and writes only its sidecar', async () => {
+  const before = listFiles(workspace());
+  const result = await vscode.commands.executeCommand<{ ranking: string[]; layers: Array<{ name: string; prune?: Array<{ sparsity: number; metric: number }>; quant?: unknown }>; baseline: { samples: number } }>(
+    'whittle.analyzeSensitivity',
+    vscode.Uri.file(sample()),
+    { data: 'random', kind: 'prune', limit: 8 },
+  );
+  assert.ok(result, 'no result');
+  assert.equal(result.baseline.samples, 8);
+  assert.equal(result.ranking.length, 4);
+  const summary = await (await api()).inspect(sample());
+  assert.deepEqual([...result.ranking].sort(), summary.layers.map((l) => l.name).sort());
+  for (const layer of result.layers) {
+    assert.ok(layer.prune?.length, `${layer.name} has no pruning sweep`);
+    assert.equal(layer.quant, undefined, `${layer.name} has a quantization sweep though kind was prune`);
+    // Pruning a layer to 0% leaves the model unchanged.
+    assert.equal(layer.prune.find((p) => p.sparsity === 0)?.metric, 0);
+  }
+  const added = listFiles(workspace()).filter((f) => !before.includes(f));
+  assert.deepEqual(added.filter((f) => f !== 'lenet-sample.whittle/analysis.json'), [], `unexpected files: ${added.join(', ')}`);
+  const sidecar = JSON.parse(fs.readFileSync(path.join(workspace(), 'lenet-sample.whittle', 'analysis.json'), 'utf8'));
+  assert.equal(sidecar.model, 'lenet-sample.onnx');
+  assert.equal(sidecar.kind, 'prune');
+  assert.equal(sidecar.data, 'random');
+  assert.match(sidecar.sha256, /^[0-9a-f]{64}$/);
+  assert.deepEqual(sidecar.result.ranking, result.ranking);
+  assert.deepEqual(sidecar.choices, {});
+});
+
 test('Select Execution Provider is backed by the whittle.executionProvider setting', async () => {
   const config = vscode.workspace.getConfiguration('whittle');
   assert.equal(config.inspect('executionProvider')?.defaultValue, 'auto');

@@ -5,6 +5,8 @@ import { scaleBand, scaleLinear, select } from 'd3';
 import type { FromInspectorEvent, InspectorHostRequests, InspectorWebviewRequests, LayerInfo, ModelSummary, ToInspectorEvent } from '../../src/protocol/inspector';
 import { connect, getState, setState } from '../common/api';
 import { formatBytes, formatCount, formatNumber, h } from '../common/dom';
+import type { HeatmapView } from '../common/heatmap';
+import { disposeLayerDetail, showLayerDetail, type LayerDetailHost } from './layerDetail';
 
 /** The Model Inspector: model card, inputs and outputs, op counts, and the layer table. */
 
@@ -12,10 +14,25 @@ type SortKey = 'order' | 'params' | 'sparsity';
 interface UiState {
   selected?: string;
   sort: SortKey;
+  /** Histogram: log counts, and how many bins. */
+  log: boolean;
+  bins: number;
+  /** Heatmap zoom and pan per weight tensor. */
+  views: Record<string, HeatmapView>;
 }
 
 const app = document.getElementById('app')!;
-let ui = getState<UiState>({ sort: 'order' });
+let ui = getState<UiState>({ sort: 'order', log: false, bins: 64, views: {} });
+
+const detailHost: LayerDetailHost = {
+  histogram: (layer, tensor, bins) => rpc.request('getHistogram', { layer, tensor, bins }),
+  tile: (tensor, req) => rpc.request('getTile', { tensor, ...req }),
+  state: () => ui,
+  update: (patch) => {
+    ui = { ...ui, ...patch };
+    setState(ui);
+  },
+};
 let summary: ModelSummary | undefined;
 
 const rpc = connect<InspectorHostRequests, InspectorWebviewRequests, FromInspectorEvent, ToInspectorEvent>({}, (event) => {
@@ -81,7 +98,11 @@ function render(s: ModelSummary): void {
     ),
     h('h2', {}, `Layers (${s.layers.length})`),
     layerTable(s.layers, layerParams),
+    h('div', { id: 'layer-detail' }, h('p', { class: 'muted' }, 'Click a layer to see its weight histogram, per-channel ranges and heatmap.')),
   );
+  disposeLayerDetail();
+  const selected = s.layers.find((l) => l.name === ui.selected);
+  if (selected) showLayerDetail(document.getElementById('layer-detail')!, selected, detailHost);
 }
 
 function card(label: string, value: string, id: string): HTMLElement {
@@ -163,7 +184,7 @@ function layerTable(layers: LayerInfo[], params: (l: LayerInfo) => number): HTML
           const w = first(l);
           return h(
             'tr',
-            { class: `layer${ui.selected === l.name ? ' selected' : ''}`, 'data-layer': l.name, onclick: () => selectLayer(l.name) },
+            { class: `layer${ui.selected === l.name ? ' selected' : ''}`, 'data-layer': l.name, onclick: (e: Event) => selectLayer(l.name, e.timeStamp) },
             h('td', { class: 'mono' }, l.name),
             h('td', {}, l.op),
             h('td', { class: 'mono' }, l.weights.map((x) => `[${x.shape.join('×')}]`).join(' ')),
@@ -187,11 +208,13 @@ function resort(key: SortKey): void {
   if (summary) render(summary);
 }
 
-function selectLayer(name: string): void {
+function selectLayer(name: string, startedAt = performance.now()): void {
   ui = { ...ui, selected: name };
   setState(ui);
   rpc.sendEvent({ type: 'layerSelected', name });
   for (const tr of document.querySelectorAll('tr.layer')) tr.classList.toggle('selected', tr.getAttribute('data-layer') === name);
+  const layer = summary?.layers.find((l) => l.name === name);
+  if (layer) showLayerDetail(document.getElementById('layer-detail')!, layer, detailHost, startedAt);
 }
 
 void load();

@@ -1,0 +1,207 @@
+import { axisBottom, axisLeft, axisRight, line, max as d3max, scaleLinear, scaleSymlog, select } from 'd3';
+import type { LayerHistogram, LayerInfo, TensorTile } from '../../src/protocol/inspector';
+import { Heatmap, type HeatmapView } from '../common/heatmap';
+import { formatCount, formatNumber, h } from '../common/dom';
+
+/** The inspector's layer detail: histogram, per-channel ranges and the weight heatmap of the selected layer. */
+
+/** What the detail needs from the page: the host's answers and the UI state it keeps. */
+export interface LayerDetailHost {
+  histogram(layer: string, tensor: string, bins: number): Promise<LayerHistogram>;
+  tile(tensor: string, req: { row: number; col: number; rows: number; cols: number; stride: number }): Promise<TensorTile>;
+  state(): { log: boolean; bins: number; views: Record<string, HeatmapView> };
+  update(patch: Partial<{ log: boolean; bins: number; views: Record<string, HeatmapView> }>): void;
+}
+
+const svgNs = 'http://www.w3.org/2000/svg';
+let current: { heatmap?: Heatmap; layer: string } | undefined;
+
+/** The weight seen as a matrix: output channels by everything else (MatMul weights are [in, out]). */
+export function matrixDims(layer: LayerInfo): { rows: number; cols: number } {
+  const shape = layer.weights[0]?.shape ?? [1];
+  const total = shape.reduce((a, b) => a * b, 1);
+  const axis = layer.op === 'MatMul' && shape.length >= 2 ? shape.length - 1 : layer.op === 'ConvTranspose' ? 1 : 0;
+  const rows = shape.length ? shape[axis] : 1;
+  return { rows, cols: Math.max(1, total / Math.max(1, rows)) };
+}
+
+/** Renders the detail of `layer` into `root`, replacing what was there. */
+export function showLayerDetail(root: HTMLElement, layer: LayerInfo, host: LayerDetailHost, startedAt = performance.now()): void {
+  current?.heatmap?.dispose();
+  const weight = layer.weights[0];
+  if (!weight) {
+    root.replaceChildren(h('p', { class: 'muted' }, `${layer.name} has no weights.`));
+    current = undefined;
+    return;
+  }
+  const me: { heatmap?: Heatmap; layer: string } = { layer: layer.name };
+  current = me;
+  const { rows, cols } = matrixDims(layer);
+  const views = host.state().views;
+  // The heatmap first: its overview tile is what the user waits for, so it goes to the worker ahead of the histogram.
+  const heatmap = new Heatmap({
+    rows,
+    cols,
+    rowLabel: 'out',
+    colLabel: 'in',
+    view: views[weight.name],
+    tile: (req) => host.tile(weight.name, req),
+    onViewChange: (view) => host.update({ views: { ...host.state().views, [weight.name]: view } }),
+  });
+  me.heatmap = heatmap;
+  const canvas = heatmap.element.querySelector('canvas')!;
+  // The time from the click to the first drawn tile, for the e2e timing check.
+  new MutationObserver((_m, obs) => {
+    if (canvas.dataset.drawn) {
+      canvas.dataset.firstDrawMs = String(Math.round(performance.now() - startedAt));
+      obs.disconnect();
+    }
+  }).observe(canvas, { attributes: true, attributeFilter: ['data-drawn'] });
+
+  const histSlot = h('div', { class: 'histogram-slot' }, 'Computing the histogram…');
+  const channelSlot = h('div', { class: 'channel-slot' });
+  const stats = h('div', { class: 'layer-stats mono muted' });
+  const binsSelect = h(
+    'select',
+    { id: 'histogram-bins', title: 'bins' },
+    ...[16, 32, 64, 128, 256].map((n) => h('option', { value: n, selected: n === host.state().bins }, `${n} bins`)),
+  );
+  const logBox = h('input', { type: 'checkbox', id: 'histogram-log', checked: host.state().log });
+  root.replaceChildren(
+    h('h2', {}, 'Layer ', h('span', { class: 'mono' }, layer.name), h('span', { class: 'muted' }, ` · ${layer.op} · ${weight.name} [${weight.shape.join('×')}] · ${formatCount(weight.params)} values`)),
+    stats,
+    h(
+      'div',
+      { class: 'two-col' },
+      h('section', {}, h('h3', {}, 'Histogram'), h('div', { class: 'toolbar' }, h('label', {}, logBox, ' log count'), binsSelect), histSlot),
+      h('section', {}, h('h3', {}, 'Per output channel: min–max and L2 norm'), channelSlot),
+    ),
+    h('h3', {}, `Heatmap: ${rows} out-channels × ${cols} (the rest, flattened)`),
+    heatmap.element,
+  );
+
+  let hist: LayerHistogram | undefined;
+  const drawHist = () => {
+    if (!hist || current !== me) return;
+    histSlot.replaceChildren(histogramSvg(hist, host.state().log));
+  };
+  const load = () => {
+    host.histogram(layer.name, weight.name, host.state().bins).then(
+      (res) => {
+        if (current !== me) return;
+        hist = res;
+        stats.textContent = [
+          `min ${formatNumber(res.min)}`,
+          `max ${formatNumber(res.max)}`,
+          `mean ${formatNumber(res.mean)}`,
+          `std ${formatNumber(res.std)}`,
+          `|mean| ${formatNumber(res.absMean)}`,
+          `sparsity ${(res.sparsity * 100).toFixed(2)}%`,
+          `p1 ${formatNumber(res.percentiles.p1)}`,
+          `p50 ${formatNumber(res.percentiles.p50)}`,
+          `p99 ${formatNumber(res.percentiles.p99)}`,
+        ].join(' · ');
+        drawHist();
+        channelSlot.replaceChildren(channelSvg(res));
+      },
+      (err: Error) => {
+        if (current === me) histSlot.replaceChildren(h('p', { class: 'error' }, `Cannot compute the histogram: ${err.message}`));
+      },
+    );
+  };
+  logBox.addEventListener('change', () => {
+    host.update({ log: logBox.checked });
+    drawHist();
+  });
+  binsSelect.addEventListener('change', () => {
+    host.update({ bins: Number(binsSelect.value) });
+    load();
+  });
+  load();
+}
+
+/** Stops the current detail's tile requests (the layer table re-rendered). */
+export function disposeLayerDetail(): void {
+  current?.heatmap?.dispose();
+  current = undefined;
+}
+
+function histogramSvg(hist: LayerHistogram, log: boolean): SVGSVGElement {
+  const width = 420;
+  const height = 200;
+  const m = { l: 48, r: 8, t: 8, b: 24 };
+  const lo = hist.edges[0];
+  const hi = hist.edges[hist.edges.length - 1];
+  const x = scaleLinear().domain([lo, hi === lo ? lo + 1 : hi]).range([m.l, width - m.r]);
+  const top = Math.max(1, d3max(hist.counts) ?? 1);
+  // symlog keeps empty bins at 0 while spreading small counts out.
+  const y = (log ? scaleSymlog() : scaleLinear()).domain([0, top]).range([height - m.b, m.t]);
+  const svg = select(document.createElementNS(svgNs, 'svg'))
+    .attr('class', 'histogram')
+    .attr('viewBox', `0 0 ${width} ${height}`)
+    .attr('width', width)
+    .attr('height', height)
+    .attr('role', 'img')
+    .attr('aria-label', `Histogram of ${hist.tensor}`);
+  const readout = svg.append('text').attr('class', 'readout').attr('x', width - m.r).attr('y', m.t + 10).attr('text-anchor', 'end');
+  const bins = hist.counts.map((count, i) => ({ count, from: hist.edges[i], to: hist.edges[i + 1] }));
+  svg
+    .append('g')
+    .selectAll('rect')
+    .data(bins)
+    .join('rect')
+    .attr('class', 'bar')
+    .attr('x', (d) => x(d.from))
+    .attr('width', (d) => Math.max(1, x(d.to) - x(d.from) - 0.5))
+    .attr('y', (d) => y(d.count))
+    .attr('height', (d) => Math.max(0, height - m.b - y(d.count)))
+    .on('mouseenter', (_e, d) => readout.text(`[${formatNumber(d.from)}, ${formatNumber(d.to)}): ${formatCount(d.count)}`))
+    .on('mouseleave', () => readout.text(''))
+    .append('title')
+    .text((d) => `[${formatNumber(d.from)}, ${formatNumber(d.to)}): ${formatCount(d.count)}`);
+  svg.append('g').attr('class', 'axis').attr('transform', `translate(0,${height - m.b})`).call(axisBottom(x).ticks(6));
+  svg.append('g').attr('class', 'axis').attr('transform', `translate(${m.l},0)`).call(axisLeft(y).ticks(4, log ? '~s' : '~s'));
+  return svg.node()!;
+}
+
+function channelSvg(hist: LayerHistogram): SVGSVGElement {
+  const { min, max, l2 } = hist.channels;
+  const n = min.length;
+  const width = 420;
+  const height = 200;
+  const m = { l: 48, r: 48, t: 8, b: 24 };
+  const x = scaleLinear().domain([0, Math.max(1, n)]).range([m.l, width - m.r]);
+  const y = scaleLinear().domain([Math.min(0, ...min), Math.max(0, ...max)]).nice().range([height - m.b, m.t]);
+  const y2 = scaleLinear().domain([0, Math.max(1e-12, ...l2)]).nice().range([height - m.b, m.t]);
+  const svg = select(document.createElementNS(svgNs, 'svg'))
+    .attr('class', 'channel-plot')
+    .attr('viewBox', `0 0 ${width} ${height}`)
+    .attr('width', width)
+    .attr('height', height)
+    .attr('role', 'img')
+    .attr('aria-label', `Per-channel ranges of ${hist.tensor}`);
+  const readout = svg.append('text').attr('class', 'readout').attr('x', width - m.r).attr('y', m.t + 10).attr('text-anchor', 'end');
+  const bw = Math.max(1, (width - m.l - m.r) / Math.max(1, n) - 1);
+  svg
+    .append('g')
+    .selectAll('rect')
+    .data(min.map((lo, i) => ({ i, lo, hi: max[i], l2: l2[i], l1: hist.channels.l1[i] })))
+    .join('rect')
+    .attr('class', 'range')
+    .attr('x', (d) => x(d.i))
+    .attr('width', bw)
+    .attr('y', (d) => y(d.hi))
+    .attr('height', (d) => Math.max(1, y(d.lo) - y(d.hi)))
+    .on('mouseenter', (_e, d) => readout.text(`channel ${d.i}: [${formatNumber(d.lo)}, ${formatNumber(d.hi)}] L2 ${formatNumber(d.l2)}`))
+    .on('mouseleave', () => readout.text(''))
+    .append('title')
+    .text((d) => `channel ${d.i}: min ${formatNumber(d.lo)}, max ${formatNumber(d.hi)}, L1 ${formatNumber(d.l1)}, L2 ${formatNumber(d.l2)}`);
+  svg
+    .append('path')
+    .attr('class', 'norm')
+    .attr('d', line<number>((v, i) => x(i) + bw / 2, (v) => y2(v))(l2) ?? '');
+  svg.append('g').attr('class', 'axis').attr('transform', `translate(0,${height - m.b})`).call(axisBottom(x).ticks(Math.min(8, n)));
+  svg.append('g').attr('class', 'axis').attr('transform', `translate(${m.l},0)`).call(axisLeft(y).ticks(4));
+  svg.append('g').attr('class', 'axis norm-axis').attr('transform', `translate(${width - m.r},0)`).call(axisRight(y2).ticks(4));
+  return svg.node()!;
+}
