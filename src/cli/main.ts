@@ -98,6 +98,7 @@ const commands: Record<string, Command> = {
       { name: 'sparsities', value: 'LIST', help: 'pruning levels, e.g. 0,0.5,0.9 (default 0,0.1,...,0.9,0.95)' },
       { name: 'bits', value: 'LIST', help: 'quantization bit widths, e.g. 8,4 (default 8,6,4,3,2)' },
       { name: 'exclude', value: 'LAYERS', help: 'comma-separated layer names to leave out' },
+      { name: 'no-cache', help: 'recompute even when the same model, data and settings were analysed before' },
     ],
     run: ({ positionals, flags }) => {
       const model = requireModel(positionals);
@@ -113,6 +114,7 @@ const commands: Record<string, Command> = {
         sparsities: listFlag(flags, 'sparsities')?.map((s) => numberOf(s, 'sparsities')),
         bits: listFlag(flags, 'bits')?.map((s) => numberOf(s, 'bits')),
         exclude: listFlag(flags, 'exclude'),
+        noCache: flags['no-cache'] === true,
       });
     },
   },

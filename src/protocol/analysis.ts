@@ -97,6 +97,8 @@ export interface AnalyzeResult {
   ep: string;
   data: string;
   warnings: string[];
+  /** True when the result came from the cache (same model bytes, data and settings). */
+  cached?: boolean;
 }
 
 /** A layer's sweeps finished: streamed while `analyze` runs, so panels update live. */

@@ -21,7 +21,7 @@ export type WorkerRequests = {
   /** A tile of a weight tensor as a 2-D matrix (out-channels x the rest); `stride` > 1 downsamples. */
   tensorTile: { params: { file: string; tensor: string; row: number; col: number; rows: number; cols: number; stride: number }; result: TensorTile };
   /** Per-layer pruning and quantization sweeps (`whittle analyze`); sends `layerDone` and progress events. */
-  analyze: { params: AnalyzeParams; result: AnalyzeResult };
+  analyze: { params: AnalyzeParams & { noCache?: boolean }; result: AnalyzeResult };
   /** Partial statistics of tensor element ranges (one big tensor can be shared among workers). */
   weightStats: { params: { tasks: StatsTask[] }; result: Accumulator[] };
 };

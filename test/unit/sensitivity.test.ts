@@ -45,11 +45,38 @@ describe('weight variants', () => {
   });
 });
 
+describe('analysis cache', () => {
+  test('a second identical analysis comes from the cache; other settings or a changed model do not', async () => {
+    const dir = tempDir();
+    process.env.WHITTLE_CACHE_DIR = path.join(dir, 'cache');
+    try {
+      const model = path.join(dir, 'm.onnx');
+      fs.writeFileSync(model, buildSampleModel());
+      const p = { model, data: 'random', kind: 'prune' as const, limit: 8, seed: 1, ep: 'cpu', sparsities: [0, 0.5] };
+      const first = await analyze(p);
+      assert.equal(first.cached, undefined);
+      const events: LayerDoneEvent[] = [];
+      const t0 = performance.now();
+      const second = await analyze(p, undefined, (e) => events.push(e));
+      assert.ok(performance.now() - t0 < first.layers.length * 1000);
+      assert.equal(second.cached, true);
+      assert.deepEqual(second.layers, first.layers);
+      assert.equal(events.length, first.layers.length, 'cached layers are replayed as layerDone events');
+      assert.equal((await analyze({ ...p, sparsities: [0, 0.9] })).cached, undefined, 'other settings miss the cache');
+      fs.writeFileSync(model, buildSampleModel(2));
+      assert.equal((await analyze(p)).cached, undefined, 'a changed model misses the cache');
+    } finally {
+      delete process.env.WHITTLE_CACHE_DIR;
+    }
+  });
+});
+
 describe('analyze', () => {
   const dir = tempDir();
   const sample = path.join(dir, 'sample.onnx');
   fs.writeFileSync(sample, buildSampleModel());
-  const params = { model: sample, data: 'random', kind: 'both' as const, limit: 32, seed: 3, ep: 'cpu', sparsities: [0, 0.5, 0.9], bits: [8, 2] };
+  // noCache: these tests are about the sweeps themselves; the cache has its own test below.
+  const params = { model: sample, data: 'random', kind: 'both' as const, limit: 32, seed: 3, ep: 'cpu', sparsities: [0, 0.5, 0.9], bits: [8, 2], noCache: true };
 
   test('on the sample model: sparsity 0 is exactly 0, damage grows with sparsity, and a fixed seed repeats', async () => {
     const events: LayerDoneEvent[] = [];
@@ -97,7 +124,7 @@ describe('whittle analyze (CLI)', () => {
 
   test('mnist-8 on 512 test images: sparsity 0 leaves the metric exactly unchanged, and the ranking is stable', { skip: noSharedData }, () => {
     const run = () => {
-      const r = spawnSync(process.execPath, [cli, 'analyze', mnist!, '--data', images!, '--limit', '512', '--kind', 'both', '--ep', 'cpu', '--json'], { encoding: 'utf8' });
+      const r = spawnSync(process.execPath, [cli, 'analyze', mnist!, '--data', images!, '--limit', '512', '--kind', 'both', '--ep', 'cpu', '--json', '--no-cache'], { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
       return JSON.parse(r.stdout) as AnalyzeResult;
     };

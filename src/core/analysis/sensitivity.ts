@@ -1,8 +1,15 @@
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ClassificationMetrics, isClassifierOutput } from './metrics';
 import { channelLayout } from './histogram';
 import { openDataset, type HostTensor } from '../data';
+import { writeFileAtomic } from '../atomicWrite';
 import { InputError } from '../errors';
+import { sha256File } from '../formats/onnx/write';
+import { toolName, version } from '../version';
 import { OnnxModel } from '../formats/onnx/model';
 import type { Layer, LayerKind } from '../model/layers';
 import type { EpName } from '../runtime/ep';
@@ -151,7 +158,78 @@ interface Prepared {
  * beside it. A variant that changes no element (sparsity 0, say) is the baseline by construction and scores 0
  * without running. `signal` is checked between batches; `onLayer` hears each finished layer.
  */
-export async function analyze(p: AnalyzeParams, signal?: AbortSignal, onLayer?: (e: LayerDoneEvent) => void, progress: Progress = () => {}): Promise<AnalyzeResult> {
+/**
+ * Per-layer sweeps, with results cached by model content, data and settings: a second run of the same analysis
+ * (the panel reopened, the CLI run again) is instant. The cache lives outside the workspace, in
+ * $WHITTLE_CACHE_DIR or ~/.cache/whittle/analysis; `noCache` skips it.
+ */
+export async function analyze(p: AnalyzeParams & { noCache?: boolean }, signal?: AbortSignal, onLayer?: (e: LayerDoneEvent) => void, progress: Progress = () => {}): Promise<AnalyzeResult> {
+  // A model that cannot be hashed (missing, unreadable) gets no cache; the sweep reports it properly.
+  let file: string | undefined;
+  try {
+    file = p.noCache ? undefined : cacheFile(p);
+  } catch {
+    file = undefined;
+  }
+  if (file && fs.existsSync(file)) {
+    try {
+      const hit = JSON.parse(fs.readFileSync(file, 'utf8')) as AnalyzeResult;
+      hit.layers.forEach((layer, i) => onLayer?.({ type: 'layerDone', layer, done: i + 1, total: hit.layers.length }));
+      return { ...hit, cached: true };
+    } catch {
+      // A damaged cache entry is simply recomputed.
+    }
+  }
+  const result = await sweepLayers(p, signal, onLayer, progress);
+  if (file) {
+    try {
+      writeFileAtomic(file, JSON.stringify(result));
+    } catch {
+      // A cache that cannot be written costs only time.
+    }
+  }
+  return result;
+}
+
+/** The cache entry of an analysis: a hash of the model's bytes (and external data stamps), the data and the settings. */
+function cacheFile(p: AnalyzeParams): string {
+  const hash = createHash('sha256');
+  hash.update(`${toolName} ${version}\n`);
+  hash.update(sha256File(p.model));
+  for (const f of fs.readdirSync(path.dirname(path.resolve(p.model)))) {
+    // External data files sit beside the model; their stamps stand in for hashing gigabytes.
+    if (f.endsWith('.data') || f.endsWith('.bin')) {
+      const st = fs.statSync(path.join(path.dirname(path.resolve(p.model)), f));
+      hash.update(`${f}:${st.size}:${st.mtimeMs}\n`);
+    }
+  }
+  hash.update(dataFingerprint(p.data));
+  const settings = { kind: p.kind, limit: p.limit, seed: p.seed, ep: p.ep, sparsities: p.sparsities, bits: p.bits, exclude: [...(p.exclude ?? [])].sort(), shapes: p.shapes };
+  hash.update(JSON.stringify(settings));
+  const dir = process.env.WHITTLE_CACHE_DIR ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'whittle', 'analysis');
+  return path.join(dir, `${hash.digest('hex').slice(0, 32)}.json`);
+}
+
+/** What identifies a --data SPEC's content cheaply: 'random', or paths with sizes and mtimes. */
+function dataFingerprint(spec: string): string {
+  if (spec === 'random') return 'random';
+  const parts: string[] = [];
+  const walk = (p: string, depth: number) => {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(p);
+    } catch {
+      parts.push(`${p}:missing`);
+      return;
+    }
+    if (st.isDirectory() && depth < 3) for (const f of fs.readdirSync(p).sort()) walk(path.join(p, f), depth + 1);
+    else parts.push(`${p}:${st.size}:${st.mtimeMs}`);
+  };
+  walk(path.resolve(spec), 0);
+  return parts.join('\n');
+}
+
+async function sweepLayers(p: AnalyzeParams, signal?: AbortSignal, onLayer?: (e: LayerDoneEvent) => void, progress: Progress = () => {}): Promise<AnalyzeResult> {
   const sparsities = p.kind === 'quant' ? [] : checkLevels(p.sparsities ?? defaultSparsities, 'sparsities', (s) => s >= 0 && s <= 1);
   const bitsList = p.kind === 'prune' ? [] : checkLevels(p.bits ?? defaultBits, 'bits', (b) => Number.isInteger(b) && b >= 2 && b <= 16);
   if (!['prune', 'quant', 'both'].includes(p.kind)) throw new InputError(undefined, `--kind must be prune, quant or both, not '${p.kind}'`);
