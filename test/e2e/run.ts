@@ -204,10 +204,19 @@ async function uiTest(install: CodeServerInstall, workspace: string): Promise<vo
     const ink = await canvasInk(frame);
     check(ink.painted > 0.95, `heatmap canvas is blank: ${JSON.stringify(ink)}`);
     // Zoom in with the wheel: a finer tile (smaller stride) replaces the overview in view.
-    await canvas.scrollIntoViewIfNeeded();
-    await canvas.hover();
-    for (let i = 0; i < 6; i++) await page.mouse.wheel(0, -400);
-    await frame.locator('canvas.heatmap-canvas[data-drawn="detail"]').waitFor({ timeout: 10_000 });
+    // Wheel events sent before the webview has settled its layout can miss the canvas: retry a few times.
+    const detail = frame.locator('canvas.heatmap-canvas[data-drawn="detail"]');
+    for (let attempt = 0; ; attempt++) {
+      await canvas.scrollIntoViewIfNeeded();
+      await canvas.hover();
+      for (let i = 0; i < 6; i++) await page.mouse.wheel(0, -400);
+      try {
+        await detail.waitFor({ timeout: 5_000 });
+        break;
+      } catch (err) {
+        if (attempt >= 3) throw err;
+      }
+    }
     const stride = Number(await canvas.getAttribute('data-stride'));
     check(stride < overview, `zoomed tile has stride ${stride}, not finer than the overview's ${overview}`);
     // Drag to pan: the view moves.
