@@ -5,7 +5,8 @@ import * as ort from 'onnxruntime-node';
 import { tensorHistogram } from '../src/core/analysis/histogram';
 import { analyze, magnitudePrune, sortedMagnitudes } from '../src/core/analysis/sensitivity';
 import { tileOf } from '../src/core/analysis/tiles';
-import { encodeModel, floatTensor, graph, model, node, valueInfo } from '../src/core/formats/onnx/build';
+import { encodeModel } from '../src/core/formats/onnx/build';
+import { writeMlp } from './lib/mlp';
 import { replaceTensorData } from '../src/core/formats/onnx/edit';
 import { OnnxModel } from '../src/core/formats/onnx/model';
 import { TensorRef } from '../src/core/model/tensorRef';
@@ -28,16 +29,9 @@ async function main(): Promise<void> {
   try {
     const hidden = 2048;
     const layers = 4; // 4 x 2048 x 2048 float32 = 67 MB
-    const randn = normal(seededRandom(11));
-    const inits = [];
-    const nodes = [];
-    for (let i = 0; i < layers; i++) {
-      inits.push(floatTensor(`w${i}`, [hidden, hidden], Float32Array.from({ length: hidden * hidden }, () => randn() * 0.02)));
-      nodes.push(node('MatMul', [i ? `r${i - 1}` : 'x', `w${i}`], [`h${i}`], {}, `fc${i}`));
-      nodes.push(node('Relu', [`h${i}`], [`r${i}`]));
-    }
     const file = path.join(dir, 'mlp.onnx');
-    fs.writeFileSync(file, encodeModel(model(graph('mlp', nodes, [valueInfo('x', 1, ['n', hidden])], [valueInfo(`r${layers - 1}`, 1, ['n', hidden])], inits), 13)));
+    writeMlp(file, layers, hidden);
+    const randn = normal(seededRandom(12));
     const batch = 8;
     const x = new ort.Tensor('float32', Float32Array.from({ length: batch * hidden }, () => randn()), [batch, hidden]);
     const threads = Math.max(1, os.availableParallelism() - 1);
@@ -69,7 +63,7 @@ async function main(): Promise<void> {
     // One session, every weight fed (as analyze opens it).
     const m = OnnxModel.open(file);
     const t1 = performance.now();
-    const fed = await openSession(m, { ep: 'cpu', weightInputs: inits.map((t) => t.name), threads });
+    const fed = await openSession(m, { ep: 'cpu', weightInputs: Array.from({ length: layers }, (_, i) => `w${i}`), threads });
     const createMs = performance.now() - t1;
     const feeds = { x, ...fed.weightFeeds };
     await fed.session.run(feeds);

@@ -2,7 +2,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { encodeModel, floatTensor, graph, model, node, valueInfo } from '../src/core/formats/onnx/build';
+import { encodeModel } from '../src/core/formats/onnx/build';
+import { writeMlp } from './lib/mlp';
 import { replaceTensorData } from '../src/core/formats/onnx/edit';
 import { OnnxModel } from '../src/core/formats/onnx/model';
 import { preparedBytes } from '../src/core/runtime/session';
@@ -21,16 +22,9 @@ async function main(): Promise<void> {
   try {
     const hidden = 2048;
     const layers = 5; // 5 x 2048 x 2048 float32 = 84 MB
-    const randn = normal(seededRandom(11));
-    const inits = [];
-    const nodes = [];
-    for (let i = 0; i < layers; i++) {
-      inits.push(floatTensor(`w${i}`, [hidden, hidden], Float32Array.from({ length: hidden * hidden }, () => randn() * 0.02)));
-      nodes.push(node('MatMul', [i ? `r${i - 1}` : 'x', `w${i}`], [`h${i}`]));
-      nodes.push(node('Relu', [`h${i}`], [`r${i}`]));
-    }
     const file = path.join(dir, 'mlp.onnx');
-    fs.writeFileSync(file, encodeModel(model(graph('mlp', nodes, [valueInfo('x', 1, ['n', hidden])], [valueInfo(`r${layers - 1}`, 1, ['n', hidden])], inits), 13)));
+    writeMlp(file, layers, hidden);
+    const randn = normal(seededRandom(12));
     const x = new ort.Tensor('float32', Float32Array.from({ length: 8 * hidden }, () => randn()), [8, hidden]);
     const options: ort.InferenceSession.SessionOptions = { intraOpNumThreads: Math.max(1, os.availableParallelism() - 1), logSeverityLevel: 4 };
     const target = 'w2';

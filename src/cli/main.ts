@@ -14,6 +14,9 @@ import type { AnalyzeResult } from '../protocol/analysis';
 import { writeFileAtomic } from '../core/atomicWrite';
 import { buildSampleModel } from '../core/samples/sampleModel';
 import { version } from '../core/version';
+import { flagSpecs, parseParams } from '../core/passes/pass';
+import { prunePass, type PruneOptions } from '../core/passes/prune/unstructured';
+import type { PruneResult } from '../core/passes/run';
 import { commonFlags, flagHelp, parseArgs, type FlagSpec, type ParsedArgs } from './args';
 
 /** A CLI command: its usage line, summary, its own flags, and what it does. */
@@ -118,7 +121,26 @@ const commands: Record<string, Command> = {
       });
     },
   },
-  prune: { usage: 'prune <model> --sparsity S [...]', summary: 'unstructured, N:M or structured pruning' },
+  prune: {
+    usage: 'prune <model> --sparsity S [--scope layer|global] [--pattern 2:4] [--exclude A,B] [--data D]',
+    summary: 'magnitude pruning (per layer, global or N:M) into a new model, measured before and after',
+    flags: flagSpecs(prunePass.params),
+    run: ({ positionals, flags }) => {
+      const model = requireModel(positionals);
+      // Validate here so bad flags fail before a worker starts; the worker validates again (recipes come that way too).
+      const options = parseParams<PruneOptions>(prunePass.params, flags);
+      return inWorker('prune', {
+        ...options,
+        model,
+        data: flags.data as string | undefined,
+        out: flags.out as string | undefined,
+        ep: (flags.ep as EpName | undefined) ?? 'auto',
+        limit: intFlag(flags, 'limit'),
+        seed: intFlag(flags, 'seed'),
+        shapes: shapeFlags(flags),
+      });
+    },
+  },
   quantize: { usage: 'quantize <model> --mode weight-only|static|dynamic|fp16 [...]', summary: 'post-training quantization' },
   finetune: { usage: 'finetune <model> --data D --epochs E', summary: 'fine-tune after pruning' },
   distill: { usage: 'distill --teacher T --student S|derive:RATIO --data D', summary: 'knowledge distillation' },
@@ -267,6 +289,29 @@ function formatAnalyze(r: AnalyzeResult): string {
   ].join('\n');
 }
 
+/** A short before/after table of a prune run, then the per-layer sparsities. */
+function formatPrune(r: PruneResult): string {
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  const row = (label: string, a: string, b: string) => `  ${label.padEnd(26)}${a.padStart(14)}${b.padStart(14)}`;
+  const m = r.metrics;
+  const width = Math.max(5, ...r.layers.map((l) => l.layer.length));
+  return [
+    `${r.output}`,
+    `  overall sparsity ${pct(r.sparsity)} of the pruned layers; data ${r.data}; ep ${r.ep}`,
+    row('', 'before', 'after'),
+    row('file bytes (dense)', formatCount(r.sizeBytes.before), formatCount(r.sizeBytes.after)),
+    row('gzip -9 bytes', formatCount(r.sizeBytes.gzipBefore), formatCount(r.sizeBytes.gzip)),
+    row('sparse (CSR) estimate', '', formatCount(r.sizeBytes.sparse)),
+    row('params (zeroed excluded)', formatCount(r.params.before), formatCount(r.params.after)),
+    ...(m.accuracy ? [row('accuracy', pct(m.accuracy.before), pct(m.accuracy.after))] : []),
+    row('latency median (ms)', r.latencyMs.before.toFixed(3), r.latencyMs.after.toFixed(3)),
+    m.top1Agreement !== undefined ? `  top-1 agreement with the original ${pct(m.top1Agreement)}, cosine ${m.cosine}` : '',
+    '  layers:',
+    ...r.layers.map((l) => `    ${l.layer.padEnd(width)}  ${l.op.padEnd(7)} ${pct(l.sparsity).padStart(8)}  (${formatCount(l.zeros)} of ${formatCount(l.params)})`),
+    ...r.warnings.map((w) => `  warning: ${w}`),
+  ].filter(Boolean).join('\n');
+}
+
 /** Runs the CLI; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -294,6 +339,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (name === 'inspect') process.stdout.write(formatSummary(result as ModelSummary) + '\n');
     else if (name === 'eval') process.stdout.write(formatEval(result as EvalResult) + '\n');
     else if (name === 'analyze') process.stdout.write(formatAnalyze(result as AnalyzeResult) + '\n');
+    else if (name === 'prune') process.stdout.write(formatPrune(result as PruneResult) + '\n');
     else process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     return 0;
   } catch (err) {

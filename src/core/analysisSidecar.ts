@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import { sha256File } from './hash';
 import * as path from 'node:path';
 import type { AnalyzeParams, AnalyzeResult } from '../protocol/analysis';
 import { writeFileAtomic } from './atomicWrite';
@@ -31,18 +31,6 @@ export interface AnalysisSidecar {
   choices: Record<string, LayerChoice>;
 }
 
-/** SHA-256 of a file, streamed (kept here so the extension bundle does not pull in the ONNX writer). */
-function sha256File(file: string): string {
-  const hash = createHash('sha256');
-  const fd = fs.openSync(file, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(1 << 22);
-    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) hash.update(buf.subarray(0, n));
-  } finally {
-    fs.closeSync(fd);
-  }
-  return hash.digest('hex');
-}
 
 /** Where a model's sidecar lives (beside the run folders of DESIGN.md section 4). */
 export function sidecarPath(model: string): string {

@@ -1,6 +1,7 @@
 import type { Accumulator } from '../core/analysis/stats';
 import type { ModelSummary } from '../core/inspect';
 import type { EvalParams, EvalResult } from '../core/runtime/evaluate';
+import type { PruneParams, PruneResult } from '../core/passes/run';
 import type { EpName } from '../core/runtime/ep';
 import type { EpProbe } from '../core/runtime/probe';
 import type { AnalyzeParams, AnalyzeResult, LayerDoneEvent, LayerHistogram, TensorTile } from './analysis';
@@ -24,6 +25,8 @@ export type WorkerRequests = {
   analyze: { params: AnalyzeParams & { noCache?: boolean }; result: AnalyzeResult };
   /** Partial statistics of tensor element ranges (one big tensor can be shared among workers). */
   weightStats: { params: { tasks: StatsTask[] }; result: Accumulator[] };
+  /** Prunes a model, writes the run folder and measures before/after (`whittle prune`); sends progress events. */
+  prune: { params: PruneParams; result: PruneResult };
 };
 
 /** One range of one tensor whose bytes the worker can reach without a copy. */

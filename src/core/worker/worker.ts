@@ -6,6 +6,7 @@ import { tensorTile } from '../analysis/tiles';
 import { inspectModel } from '../inspect';
 import { evaluate } from '../runtime/evaluate';
 import { probeEp } from '../runtime/probe';
+import { runPrune } from '../passes/run';
 import { ModelCache } from './modelCache';
 import { RpcEndpoint, type Handlers } from '../../protocol/rpc';
 import type { FromWorkerEvent, ToWorkerEvent, WorkerHostRequests, WorkerRequests } from '../../protocol/worker';
@@ -20,6 +21,7 @@ const handlers: Handlers<WorkerRequests> = {
   drain: () => endpoint.whenIdle(1),
   probeEp: ({ ep }) => probeEp(ep),
   evaluate: (params, signal) => evaluate(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
+  prune: (params, signal) => runPrune(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   layerHistogram: ({ file, layer, tensor, bins }) => layerHistogram(models.get(file), layer, tensor, bins),
   tensorTile: ({ file, tensor, row, col, rows, cols, stride }) => tensorTile(models.get(file), tensor, row, col, rows, cols, stride),
   analyze: (params, signal) =>

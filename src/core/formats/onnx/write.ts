@@ -38,18 +38,8 @@ export interface WriteResult {
   dataBytes?: number;
 }
 
-/** SHA-256 of a file, streamed (models can be large). */
-export function sha256File(file: string): string {
-  const hash = createHash('sha256');
-  const fd = fs.openSync(file, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(1 << 22);
-    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) hash.update(buf.subarray(0, n));
-  } finally {
-    fs.closeSync(fd);
-  }
-  return hash.digest('hex');
-}
+/** SHA-256 of a file (re-exported: the writer records it as provenance). */
+export { sha256File } from '../../hash';
 
 /** Sets (or replaces) Whittle's provenance entries in metadata_props. */
 export function setProvenance(proto: ModelProto, p: NonNullable<WriteOptions['provenance']>): void {
