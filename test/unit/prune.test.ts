@@ -7,6 +7,8 @@ import * as ort from 'onnxruntime-node';
 import { OnnxModel } from '../../src/core/formats/onnx/model';
 import { flagSpecs, parseParams } from '../../src/core/passes/pass';
 import { checkNM, prunePass, type PruneOptions } from '../../src/core/passes/prune/unstructured';
+import { allocateSparsity, costAt } from '../../src/core/passes/prune/allocate';
+import { wandaPrune } from '../../src/core/passes/prune/wanda';
 import { runPrune, type PruneResult } from '../../src/core/passes/run';
 import { buildSampleModel, sampleModelParams } from '../../src/core/samples/sampleModel';
 import { noSharedData, repoRoot, sharedData, tempDir } from './helpers/paths';
@@ -150,8 +152,9 @@ describe('prune pass', () => {
     assert.deepEqual([p.sparsity, p.method, p.scope, p.exclude, p.maxSparsity, p.pattern], [0.3, 'magnitude', 'layer', ['a', 'b'], 0.9, 'none']);
     assert.throws(() => parseParams(prunePass.params, { sparsity: '-0.1' }), /--sparsity must be between 0 and 1/);
     assert.throws(() => parseParams(prunePass.params, { pattern: '4:2' }), /--pattern must be none or N:M/);
-    assert.throws(() => parseParams(prunePass.params, { scope: 'sensitivity' }), /--scope sensitivity is not available yet/);
-    assert.throws(() => parseParams(prunePass.params, { method: 'random' }), /--method must be one of magnitude, not 'random'/);
+    assert.throws(() => parseParams(prunePass.params, { method: 'sparsegpt' }), /--method sparsegpt is not available yet/);
+    assert.equal(parseParams<PruneOptions>(prunePass.params, { scope: 'sensitivity', method: 'wanda' }).scope, 'sensitivity');
+    assert.throws(() => parseParams(prunePass.params, { method: 'random' }), /--method must be one of magnitude, wanda, not 'random'/);
   });
 });
 
@@ -159,7 +162,7 @@ describe('whittle prune (CLI)', () => {
   const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, WHITTLE_DEBUG: '' } });
 
   for (const [name, args, message] of [
-    ['an unsupported method', ['--sparsity', '0.5', '--method', 'sparsegpt'], /^whittle: --method sparsegpt is not available yet in this version of Whittle \(available: magnitude\)$/],
+    ['an unsupported method', ['--sparsity', '0.5', '--method', 'sparsegpt'], /^whittle: --method sparsegpt is not available yet in this version of Whittle \(available: magnitude, wanda\)$/],
     ['a sparsity out of range', ['--sparsity', '1.2'], /^whittle: option --sparsity must be between 0 and 1, not 1.2$/],
     ['no sparsity', [], /^whittle: option --sparsity is required/],
   ] as const) {
@@ -200,5 +203,63 @@ describe('whittle prune (CLI)', () => {
     const uniform = prune();
     assert.ok(uniform.metrics.accuracy!.dropPt < 1, `uniform drop ${uniform.metrics.accuracy!.dropPt} pt`);
     assert.ok(global.metrics.accuracy!.dropPt < uniform.metrics.accuracy!.dropPt, 'the global threshold spares the small first conv');
+  });
+});
+
+describe('sensitivity-guided allocation and Wanda', () => {
+  test('allocateSparsity reaches the target, spends it where the curves are cheapest, and honours the bounds', () => {
+    const cheap = { params: 1000, sparsities: [0, 0.5, 0.9], costs: [0, 0, 0.01] };
+    const dear = { params: 100, sparsities: [0, 0.5, 0.9], costs: [0, 0.05, 0.5] };
+    const a = allocateSparsity([cheap, dear], 0.7, 0, 1);
+    assert.ok(Math.abs(a.overall - 0.7) < 1e-9);
+    assert.equal(a.sparsities[1], 0, 'the sensitive small layer stays dense');
+    assert.ok(Math.abs(a.sparsities[0] - 0.77) < 1e-9, `${a.sparsities[0]}`);
+    assert.ok(Math.abs(costAt(cheap, 0.7) - 0.005) < 1e-12, 'linear between levels');
+    const bounded = allocateSparsity([cheap, dear], 0.7, 0.2, 0.75);
+    for (const s of bounded.sparsities) assert.ok(s >= 0.2 - 1e-12 && s <= 0.75 + 1e-12, `${s}`);
+    assert.ok(Math.abs(bounded.overall - 0.7) < 1e-9);
+  });
+
+  test('wandaPrune zeros per output row by |w| x ||x_j||, so a weight on a silent input goes first', () => {
+    // [O=2, I=4] (outIn): input 3 never fires, so its large weights are pruned before small live ones.
+    const w = new Float32Array([0.1, 0.2, 0.3, 9, -0.3, 0.2, 0.1, -9]);
+    wandaPrune(w, [2, 4], 'outIn', Float64Array.from([1, 1, 1, 0]), 0.5);
+    assert.deepEqual([...w], [0, 0.2, 0.3, 0, -0.3, 0.2, 0, 0].map(Math.fround));
+    // [K=4, O=2] (inOut): each output column keeps its 2 best of 4.
+    const v = new Float32Array([1, 4, 2, 3, 3, 2, 4, 1]);
+    wandaPrune(v, [4, 2], 'inOut', Float64Array.from([1, 1, 1, 1]), 0.5);
+    assert.deepEqual([...v], [0, 4, 0, 3, 3, 0, 4, 0]);
+  });
+
+  // Calibration and evaluation read the same first 1,000 MNIST test images (--limit 1000).
+  test('mnist-8 at 70%: sensitivity-guided drops at least 30% less than uniform, and Wanda runs', { skip: noSharedData }, async () => {
+    process.env.WHITTLE_CACHE_DIR = path.join(dir, 'cache');
+    try {
+      const source = path.join(dir, 'mnist8-70', 'mnist.onnx');
+      fs.mkdirSync(path.dirname(source), { recursive: true });
+      fs.copyFileSync(path.join(sharedData!, 'models/onnx-mnist-8/mnist.onnx'), source);
+      const data = path.join(sharedData!, 'mnist/t10k-images-idx3-ubyte.gz');
+      const prune = async (extra: Partial<PruneOptions>) => {
+        const r = await runPrune({ model: source, sparsity: 0.7, data, limit: 1000, ...extra });
+        assert.ok(Math.abs(r.sparsity - 0.7) < 2e-3, `sparsity ${r.sparsity}`);
+        process.stderr.write(`mnist-8 70% ${JSON.stringify(extra)}: ${JSON.stringify(r.metrics.accuracy)} ${JSON.stringify(r.layers.map((l) => [l.layer, +l.sparsity.toFixed(3)]))}\n`);
+        return r;
+      };
+      const uniform = await prune({});
+      const guided = await prune({ scope: 'sensitivity' });
+      const wanda = await prune({ method: 'wanda' });
+      assert.ok(guided.allocation && guided.allocation.layers.length === 3, 'the allocation is reported');
+      assert.ok(new Set(guided.layers.map((l) => l.sparsity.toFixed(2))).size > 1, 'per-layer sparsities differ');
+      assert.match(fs.readFileSync(path.join(path.dirname(guided.output), 'report.md'), 'utf8'), /Sensitivity-guided allocation/);
+      const drop = (r: PruneResult) => r.metrics.accuracy!.dropPt;
+      // Measured: uniform 11.8 pt, guided 2.2 pt (conv1 kept at 10%), so the issue's "at least 30% smaller" holds.
+      assert.ok(drop(guided) <= 0.7 * drop(uniform), `guided ${drop(guided)} pt vs uniform ${drop(uniform)} pt`);
+      // Measured: Wanda 29.8 pt, worse than magnitude's 11.8 pt. Its per-output groups force 18 of every 25
+      // weights out of each filter of the 1-channel first conv; with conv1 excluded it is 2.8 vs 2.3 pt. So only
+      // that it runs and reaches the sparsity is asserted here, not that it wins.
+      assert.ok(drop(wanda) >= 0 && wanda.layers.length === 3, `wanda ${drop(wanda)} pt vs magnitude ${drop(uniform)} pt`);
+    } finally {
+      delete process.env.WHITTLE_CACHE_DIR;
+    }
   });
 });

@@ -1,5 +1,6 @@
 import { InputError } from '../errors';
 import type { OnnxModel } from '../formats/onnx/model';
+import type { EpName } from '../runtime/ep';
 
 /** A parameter value as passes see it after parsing. */
 export type ParamValue = number | string | boolean | string[];
@@ -35,6 +36,17 @@ export interface PassContext {
   progress?: PassProgress;
   /** Things the user should know (skipped layers, unknown names); the pass appends to it. */
   warnings: string[];
+  /** Data for passes that look at the model running (sensitivity curves, Wanda norms); absent = random inputs. */
+  calibration?: Calibration;
+}
+
+/** Calibration data: a --data SPEC and how much of it to read. */
+export interface Calibration {
+  data: string;
+  limit?: number;
+  seed?: number;
+  shapes?: Record<string, number[]>;
+  ep?: EpName;
 }
 
 /** What every pass reports: its name and the parameters it ran with. */

@@ -9,7 +9,7 @@ import type { EpName } from '../runtime/ep';
 import { evaluate, type EvalResult, type Progress } from '../runtime/evaluate';
 import { toolName, version } from '../version';
 import { parseParams } from './pass';
-import { prunePass, type LayerPruneSummary, type PruneOptions } from './prune/unstructured';
+import { prunePass, type LayerPruneSummary, type PruneOptions, type PruneReport } from './prune/unstructured';
 
 /** What `whittle prune` takes: the pass's parameters (raw or parsed; they are validated here) and the run's own. */
 export interface PruneParams extends Partial<Omit<PruneOptions, 'exclude'>> {
@@ -60,6 +60,8 @@ export interface PruneResult {
   recipe: string;
   report: string;
   layers: LayerPruneSummary[];
+  /** `--scope sensitivity`: the per-layer sparsities chosen from the analysis curves. */
+  allocation?: PruneReport['allocation'];
   data: string;
 }
 
@@ -96,7 +98,9 @@ export async function runPrune(p: PruneParams, signal?: AbortSignal, progress: P
     const sourceFiles = [source, ...new Set([...model.weights().values()].flatMap((w) => (w.ref.storage.kind === 'external' ? [w.ref.storage.file] : [])))];
 
     progress(undefined, 'pruning');
-    const report = await prunePass.apply(model, options, { signal, progress, warnings });
+    // Calibration (sensitivity curves, Wanda norms) reads the same --data and --limit as the evaluation below.
+    const calibration = { data: p.data ?? 'random', limit: p.limit, seed: p.seed, shapes: p.shapes, ep: p.ep };
+    const report = await prunePass.apply(model, options, { signal, progress, warnings, calibration });
     const recipe = { tool: toolName, version, source: { file: source, sha256: sourceSha256 }, steps: [{ pass: prunePass.name, params: report.params }] };
     const recipeText = JSON.stringify(recipe, null, 2) + '\n';
     const out = path.join(dir, path.basename(source).replace(/\.onnx$/i, '') + '.onnx');
@@ -137,6 +141,7 @@ export async function runPrune(p: PruneParams, signal?: AbortSignal, progress: P
       recipe: path.join(dir, 'recipe.whittle.json'),
       report: path.join(dir, 'report.json'),
       layers: report.layers,
+      ...(report.allocation ? { allocation: report.allocation } : {}),
       data: after.data,
     };
     writeFileAtomic(result.recipe, recipeText);
@@ -182,6 +187,16 @@ export function reportMarkdown(r: PruneResult): string {
     '| layer | op | weight | shape | params | zeros | sparsity |',
     '|---|---|---|---|---:|---:|---:|',
     ...r.layers.map((l) => `| ${l.layer} | ${l.op} | ${l.weight} | ${l.shape.join('x')} | ${l.params} | ${l.zeros} | ${pct(l.sparsity)} |`),
+    ...(r.allocation
+      ? [
+          '',
+          `Sensitivity-guided allocation from per-layer curves (${r.allocation.metricName}, ${r.allocation.samples} samples of ${r.allocation.data}); the predicted cost is each layer's measured metric at its sparsity, pruned alone.`,
+          '',
+          '| layer | params | sparsity | predicted cost |',
+          '|---|---:|---:|---:|',
+          ...r.allocation.layers.map((l) => `| ${l.layer} | ${l.params} | ${pct(l.sparsity)} | ${l.predictedCost.toFixed(4)} |`),
+        ]
+      : []),
     ...(r.warnings.length ? ['', '## Warnings', '', ...r.warnings.map((w) => `- ${w}`)] : []),
     '',
   ].join('\n');

@@ -1,18 +1,20 @@
 import { CancelledError } from '../../../protocol/rpc';
-import { magnitudePrune, sortedMagnitudes } from '../../analysis/sensitivity';
+import { analyze, magnitudePrune, sortedMagnitudes } from '../../analysis/sensitivity';
 import { InputError } from '../../errors';
 import { replaceTensorData } from '../../formats/onnx/edit';
 import type { OnnxModel } from '../../formats/onnx/model';
 import type { Layer } from '../../model/layers';
 import type { Pass, PassContext, PassReport, ParamSpec } from '../pass';
+import { allocateSparsity, costCurve } from './allocate';
+import { inputNorms, wandaPrune } from './wanda';
 
 /** Parsed parameters of the prune pass. */
 export interface PruneOptions {
   /** Fraction of each pruned weight to zero (0..1); implied by `pattern` when that is given. */
   sparsity?: number;
-  method: 'magnitude';
-  scope: 'layer' | 'global';
-  /** Global scope only: bounds on each layer's sparsity. */
+  method: 'magnitude' | 'wanda';
+  scope: 'layer' | 'global' | 'sensitivity';
+  /** Global and sensitivity scopes: bounds on each layer's sparsity. */
   minSparsity: number;
   maxSparsity: number;
   /** 'none' or 'N:M' (keep N of every M consecutive weights along the input dimension). */
@@ -48,9 +50,20 @@ export interface PruneMask {
   kept: Uint8Array;
 }
 
+/** How `--scope sensitivity` chose a layer's sparsity from its analysis curve. */
+export interface SensitivityChoice {
+  layer: string;
+  params: number;
+  sparsity: number;
+  /** The curve's metric at that sparsity (linear between measured levels), the layer pruned alone. */
+  predictedCost: number;
+}
+
 /** The prune pass's report: per-layer summaries, plus the masks (in memory only). */
 export interface PruneReport extends PassReport {
   layers: LayerPruneSummary[];
+  /** `--scope sensitivity`: the allocation, with the analysis metric it minimised. */
+  allocation?: { metricName: string; data: string; samples: number; layers: SensitivityChoice[] };
   masks: PruneMask[];
 }
 
@@ -62,10 +75,10 @@ const patternRe = /^(\d+):(\d+)$/;
 /** The pass's parameter table: drives the CLI flags, the recipe schema, the wizard and the tests. */
 export const pruneParams: ParamSpec[] = [
   { name: 'sparsity', type: 'number', min: 0, max: 1, placeholder: 'S', help: 'fraction of weights to zero in each pruned layer (layer scope) or overall (global scope)' },
-  { name: 'method', type: 'enum', choices: ['magnitude', 'wanda', 'sparsegpt'], planned: ['wanda', 'sparsegpt'], default: 'magnitude', placeholder: 'METHOD', help: 'importance score' },
-  { name: 'scope', type: 'enum', choices: ['layer', 'global', 'sensitivity'], planned: ['sensitivity'], default: 'layer', placeholder: 'SCOPE', help: 'layer: the same sparsity in every layer; global: one |w| threshold across layers' },
-  { name: 'minSparsity', type: 'number', min: 0, max: 1, default: 0, placeholder: 'S', help: 'global scope: lowest sparsity of any layer' },
-  { name: 'maxSparsity', type: 'number', min: 0, max: 1, default: 1, placeholder: 'S', help: 'global scope: highest sparsity of any layer' },
+  { name: 'method', type: 'enum', choices: ['magnitude', 'wanda', 'sparsegpt'], planned: ['sparsegpt'], default: 'magnitude', placeholder: 'METHOD', help: 'importance score: |w|, or wanda |w| x ||x|| (input feature norms on --data) compared within each output' },
+  { name: 'scope', type: 'enum', choices: ['layer', 'global', 'sensitivity'], default: 'layer', placeholder: 'SCOPE', help: 'layer: the same sparsity in every layer; global: one |w| threshold across layers; sensitivity: per-layer sparsities from the analysis curves on --data at the least total metric cost' },
+  { name: 'minSparsity', type: 'number', min: 0, max: 1, default: 0, placeholder: 'S', help: 'global and sensitivity scopes: lowest sparsity of any layer' },
+  { name: 'maxSparsity', type: 'number', min: 0, max: 1, default: 1, placeholder: 'S', help: 'global and sensitivity scopes: highest sparsity of any layer' },
   {
     name: 'pattern',
     type: 'string',
@@ -252,10 +265,46 @@ function selectTargets(model: OnnxModel, exclude: string[], ctx: PassContext): L
   return out;
 }
 
-/** Magnitude pruning, per layer or global, or N:M along the input dimension. Edits the model's weights in place. */
+/** The `group` attribute of a layer's Conv node (1 for anything else). */
+function convGroups(model: OnnxModel, layer: Layer): number {
+  const node = model.graph.node.find((x) => x.name === layer.name);
+  return Number(node?.attribute.find((a) => a.name === 'group')?.i ?? 1) || 1;
+}
+
+/**
+ * `--scope sensitivity`: per-layer element counts from the analysis curves of the unmodified model (the cached
+ * `analyze` sweep on the calibration data), allocated by `allocateSparsity`. A layer with no curve keeps the
+ * target sparsity and is named in a warning.
+ */
+async function sensitivityCounts(model: OnnxModel, targets: Target[], p: PruneOptions, calib: NonNullable<PassContext['calibration']>, ctx: PassContext): Promise<{ counts: number[]; allocation: NonNullable<PruneReport['allocation']> }> {
+  const exclude = model.layers().filter((l) => prunable.has(l.kind) && !targets.some((t) => t.layer.name === l.name)).map((l) => l.name);
+  const result = await analyze({ model: model.file, data: calib.data, kind: 'prune', limit: calib.limit, seed: calib.seed, ep: calib.ep, shapes: calib.shapes, exclude }, ctx.signal, undefined, ctx.progress);
+  const byName = new Map(result.layers.map((l) => [l.name, l]));
+  const curves = targets.map((t) => {
+    const s = byName.get(t.layer.name);
+    const curve = s && costCurve(s);
+    if (curve) return curve;
+    ctx.warnings.push(`layer '${t.layer.name}' has no sensitivity curve; it is pruned at the target sparsity`);
+    return { params: t.values.length, sparsities: [p.sparsity!], costs: [0] };
+  });
+  const a = allocateSparsity(curves, p.sparsity!, p.minSparsity, p.maxSparsity);
+  if (a.overall < p.sparsity! - 1e-6) ctx.warnings.push(`--scope sensitivity reached ${(a.overall * 100).toFixed(2)}% overall, not ${(p.sparsity! * 100).toFixed(2)}%: --max-sparsity or the highest measured level stops every layer`);
+  const counts = targets.map((t, i) => Math.round(a.sparsities[i] * t.values.length));
+  return {
+    counts,
+    allocation: {
+      metricName: result.baseline.metricName,
+      data: result.data,
+      samples: result.baseline.samples,
+      layers: targets.map((t, i) => ({ layer: t.layer.name, params: t.values.length, sparsity: counts[i] / t.values.length, predictedCost: a.predictedCost[i] })),
+    },
+  };
+}
+
+/** Magnitude or Wanda pruning, per layer, global or sensitivity-allocated, or N:M along the input dimension. Edits the model's weights in place. */
 export const prunePass: Pass<PruneOptions, PruneReport> = {
   name: 'prune',
-  summary: 'unstructured magnitude or N:M semi-structured pruning of Conv, Gemm and MatMul weights',
+  summary: 'unstructured (magnitude or Wanda; per layer, global or sensitivity-guided) or N:M semi-structured pruning of Conv, Gemm and MatMul weights',
   params: pruneParams,
   async apply(model, p, ctx) {
     const nm = p.pattern !== 'none' ? patternRe.exec(p.pattern) : null;
@@ -265,7 +314,9 @@ export const prunePass: Pass<PruneOptions, PruneReport> = {
     }
     if (!nm && p.sparsity === undefined) throw new InputError(undefined, 'option --sparsity is required (a fraction between 0 and 1), unless --pattern N:M is given');
     if (p.minSparsity > p.maxSparsity) throw new InputError(undefined, `--min-sparsity ${p.minSparsity} is above --max-sparsity ${p.maxSparsity}`);
-    if (p.scope !== 'global' && (p.minSparsity !== 0 || p.maxSparsity !== 1)) ctx.warnings.push('--min-sparsity and --max-sparsity apply to --scope global only; ignored');
+    if (p.scope === 'layer' && (p.minSparsity !== 0 || p.maxSparsity !== 1)) ctx.warnings.push('--min-sparsity and --max-sparsity apply to --scope global and sensitivity only; ignored');
+    if (nm && p.method === 'wanda') throw new InputError(undefined, '--method wanda with --pattern N:M is not available yet in this version of Whittle');
+    if (nm && p.scope === 'sensitivity') throw new InputError(undefined, '--pattern N:M fixes every layer\'s sparsity, so it cannot be combined with --scope sensitivity');
 
     const layers = selectTargets(model, p.exclude, ctx);
     if (layers.length === 0) throw new InputError(model.file, 'no layer to prune: no float32 Conv, Gemm or MatMul weights left after --exclude');
@@ -275,8 +326,15 @@ export const prunePass: Pass<PruneOptions, PruneReport> = {
     let counts: number[] | undefined;
     const sorted = !nm ? targets.map((t) => sortedMagnitudes(t.values)) : [];
     if (!nm && p.scope === 'global') counts = globalCounts(targets, sorted, p.sparsity!, p.minSparsity, p.maxSparsity);
+    const calibration = ctx.calibration ?? { data: 'random' };
+    let allocation: PruneReport['allocation'];
+    if (!nm && p.scope === 'sensitivity') {
+      ctx.progress?.(undefined, 'measuring per-layer sensitivity');
+      ({ counts, allocation } = await sensitivityCounts(model, targets, p, calibration, ctx));
+    }
+    const norms = p.method === 'wanda' ? await inputNorms(model, layers, calibration, ctx) : undefined;
 
-    const report: PruneReport = { pass: 'prune', params: { ...p, sparsity: p.sparsity ?? 1 - n / m } as unknown as PruneReport['params'], layers: [], masks: [] };
+    const report: PruneReport = { pass: 'prune', params: { ...p, sparsity: p.sparsity ?? 1 - n / m } as unknown as PruneReport['params'], layers: [], masks: [], ...(allocation ? { allocation } : {}) };
     for (let i = 0; i < targets.length; i++) {
       if (ctx.signal?.aborted) throw new CancelledError();
       const { layer, values } = targets[i];
@@ -294,7 +352,11 @@ export const prunePass: Pass<PruneOptions, PruneReport> = {
       } else {
         pruned = new Float32Array(values.length);
         const s = counts ? counts[i] / values.length : p.sparsity!;
-        magnitudePrune(values, sorted[i], s, pruned);
+        const layerNorms = norms?.get(layer.name);
+        if (layerNorms) {
+          pruned.set(values);
+          wandaPrune(pruned, shape, nmLayout(layer), layerNorms, s, convGroups(model, layer));
+        } else magnitudePrune(values, sorted[i], s, pruned);
       }
       replaceTensorData(model.graph, layer.weight.name, pruned);
       const zeros = zerosOf(pruned);
