@@ -10,6 +10,7 @@ import { inspectorViewType } from './inspectorEditor';
 import { findModels } from './modelsView';
 import type { AnalyzeOptions, SensitivityView } from './sensitivityView';
 import type { AnalyzeResult } from '../protocol/analysis';
+import type { PruneResult } from '../core/passes/run';
 
 /** Every command Whittle contributes; package.json must declare exactly these (a unit test checks). */
 export const commandTitles = {
@@ -33,7 +34,7 @@ export type CommandId = keyof typeof commandTitles;
 const needTrust = new Set<CommandId>(['whittle.compress', 'whittle.analyzeSensitivity', 'whittle.prune', 'whittle.quantize', 'whittle.distill', 'whittle.runRecipe', 'whittle.compare']);
 
 /** Commands whose feature has not landed; they say so instead of pretending. */
-const planned = new Set<CommandId>(['whittle.compress', 'whittle.prune', 'whittle.quantize', 'whittle.distill', 'whittle.runRecipe', 'whittle.openReport']);
+const planned = new Set<CommandId>(['whittle.compress', 'whittle.quantize', 'whittle.distill', 'whittle.runRecipe', 'whittle.openReport']);
 
 /** What the commands need from the extension. */
 export interface CommandContext {
@@ -57,7 +58,8 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
     'whittle.compare': (uri, options) => compare(ctx, uri instanceof vscode.Uri ? uri : undefined, options as CompareOptions | undefined),
     'whittle.compress': () => notYet('whittle.compress'),
     'whittle.analyzeSensitivity': (uri, options) => analyzeSensitivity(ctx, uri instanceof vscode.Uri ? uri : undefined, options as AnalyzeOptions | undefined),
-    'whittle.prune': () => notYet('whittle.prune'),
+    // The Explorer passes (uri, selectedUris): only a plain options object skips the pickers.
+    'whittle.prune': (uri, options) => prune(ctx, uri instanceof vscode.Uri ? uri : undefined, isPruneOptions(options) ? options : undefined),
     'whittle.quantize': () => notYet('whittle.quantize'),
     'whittle.distill': () => notYet('whittle.distill'),
     'whittle.runRecipe': () => notYet('whittle.runRecipe'),
@@ -176,6 +178,113 @@ async function compare(ctx: CommandContext, uri: vscode.Uri | undefined, options
   }
 }
 
+/** Arguments a caller (a test, another extension) can pass to skip the pickers; `sparsity` alone is enough. */
+export interface PruneOptions {
+  sparsity: number;
+  scope?: 'layer' | 'global';
+  pattern?: 'none' | '2:4' | '4:8';
+  data?: string;
+  limit?: number;
+}
+
+/**
+ * Prune…: asks for sparsity, scope, pattern and data (or takes `options`), runs `prune` in a worker of its own
+ * with progress and Cancel, opens the pruned model in the Model Inspector and returns the result (undefined
+ * when dismissed or cancelled). The output goes to a run folder beside the source, which is only read.
+ */
+async function prune(ctx: CommandContext, uri: vscode.Uri | undefined, options?: PruneOptions): Promise<PruneResult | undefined> {
+  if (!vscode.workspace.isTrusted) {
+    void vscode.window.showWarningMessage('Whittle: Prune… runs models, which needs a trusted workspace. Inspecting works in restricted mode.');
+    return undefined;
+  }
+  const model = uri ?? activeModelUri() ?? (await pickModel('the model to prune'));
+  if (!model) return undefined;
+  if (!/\.onnx$/i.test(model.fsPath)) {
+    void vscode.window.showInformationMessage(`Whittle: pruning TensorFlow.js models is not available yet in version ${version}; ONNX models can be pruned today.`);
+    return undefined;
+  }
+  const choice: PruneOptions | undefined = options ?? (await pickPruneChoice(path.basename(model.fsPath)));
+  if (!choice) return undefined;
+  const data = choice.data ?? (await pickData('pruning'));
+  if (!data) return undefined;
+  const config = vscode.workspace.getConfiguration('whittle');
+  const limit = choice.limit ?? config.get<number>('calibration.maxSamples', 256);
+  // N:M fixes the sparsity at 1 - N/M, so the pass takes the pattern alone.
+  const shape = choice.pattern && choice.pattern !== 'none' ? { pattern: choice.pattern } : { sparsity: choice.sparsity, scope: choice.scope ?? 'layer' };
+  const what = 'pattern' in shape ? `${shape.pattern}` : `${Math.round(choice.sparsity * 100)}% (${shape.scope})`;
+  try {
+    const result = await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `Whittle: pruning ${path.basename(model.fsPath)} to ${what}`, cancellable: true },
+      (progress, token) => {
+        let last = 0;
+        return ctx.engine.job('prune', { model: model.fsPath, ...shape, data, limit, ep: config.get<EpName>('executionProvider', 'auto') }, token, (fraction, message) => {
+          const now = fraction === undefined ? last : Math.round(fraction * 100);
+          progress.report({ message, increment: now - last });
+          last = now;
+        });
+      },
+    );
+    ctx.status.show(result.ep);
+    ctx.refreshModels();
+    await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(result.output), inspectorViewType);
+    const agreement = result.metrics.top1Agreement !== undefined ? `, top-1 agreement ${(result.metrics.top1Agreement * 100).toFixed(1)}%` : '';
+    void vscode.window.showInformationMessage(
+      `Whittle: pruned to ${(result.sparsity * 100).toFixed(1)}% sparsity${agreement}. Saved to ${result.output}${result.warnings.length ? ` (${result.warnings.length} warning(s) in report.md)` : ''}`,
+    );
+    return result;
+  } catch (err) {
+    if (err instanceof CancelledError) {
+      void vscode.window.showInformationMessage('Whittle: pruning cancelled; no output was left behind.');
+      return undefined;
+    }
+    throw err;
+  }
+}
+
+function isPruneOptions(v: unknown): v is PruneOptions {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && typeof (v as PruneOptions).sparsity === 'number';
+}
+
+/** The Prune… quick picks: sparsity (a preset or custom), scope and N:M pattern. */
+async function pickPruneChoice(name: string): Promise<PruneOptions | undefined> {
+  const title = `Whittle: prune ${name}`;
+  const pattern = await vscode.window.showQuickPick(
+    [
+      { label: 'None', detail: 'unstructured: zero the smallest weights anywhere', value: 'none' as const },
+      { label: '2:4', detail: 'keep the 2 largest of every 4 weights along the input (50%; hardware-accelerated on some GPUs)', value: '2:4' as const },
+      { label: '4:8', detail: 'keep the 4 largest of every 8 weights along the input (50%)', value: '4:8' as const },
+    ],
+    { title: `${title}: pattern`, placeHolder: 'N:M semi-structured pattern, or none' },
+  );
+  if (!pattern) return undefined;
+  if (pattern.value !== 'none') return { sparsity: 0.5, scope: 'layer', pattern: pattern.value };
+  const preset = await vscode.window.showQuickPick(
+    [...[30, 50, 70, 90].map((p) => ({ label: `${p}%`, detail: `zero ${p}% of the weights`, value: p / 100 })), { label: 'Custom…', detail: 'any sparsity between 0 and 100%', value: NaN }],
+    { title: `${title}: sparsity`, placeHolder: 'share of weights to zero' },
+  );
+  if (!preset) return undefined;
+  let sparsity = preset.value;
+  if (Number.isNaN(sparsity)) {
+    const typed = await vscode.window.showInputBox({
+      title: `${title}: sparsity`,
+      prompt: 'Percent of weights to zero (0–100)',
+      value: '60',
+      validateInput: (v) => (/^\s*\d+(\.\d+)?\s*%?\s*$/.test(v) && Number.parseFloat(v) >= 0 && Number.parseFloat(v) <= 100 ? undefined : 'a number from 0 to 100'),
+    });
+    if (typed === undefined) return undefined;
+    sparsity = Number.parseFloat(typed) / 100;
+  }
+  const scope = await vscode.window.showQuickPick(
+    [
+      { label: 'Per layer', detail: 'the same sparsity in every layer', value: 'layer' as const },
+      { label: 'Global', detail: 'one magnitude threshold across all layers: small layers may keep more', value: 'global' as const },
+    ],
+    { title: `${title}: scope`, placeHolder: 'how the sparsity is spread over layers' },
+  );
+  if (!scope) return undefined;
+  return { sparsity, scope: scope.value, pattern: 'none' };
+}
+
 /** The comparison as Markdown. */
 export function compareReport(model: string, reference: string, r: EvalResult): string {
   const fmt = (v: unknown, pct = false) => (typeof v === 'number' ? (pct ? `${(v * 100).toFixed(2)}%` : Number(v.toPrecision(6)).toString()) : String(v ?? '–'));
@@ -206,17 +315,17 @@ export function compareReport(model: string, reference: string, r: EvalResult): 
 }
 
 /** Asks for evaluation data: a file or folder, or synthetic random inputs. */
-async function pickData(): Promise<string | undefined> {
+async function pickData(purpose = 'the comparison'): Promise<string | undefined> {
   const pick = await vscode.window.showQuickPick(
     [
       { label: '$(folder-opened) Choose a file or folder…', detail: 'a *.dataset.json manifest, an image folder, an idx file, .npy/.npz, or a folder of input_N.pb', value: 'browse' },
       { label: '$(symbol-misc) Random inputs', detail: 'synthetic data: measures agreement between the models, not accuracy; not representative', value: 'random' },
     ],
-    { title: 'Whittle: data for the comparison' },
+    { title: `Whittle: data for ${purpose}` },
   );
   if (!pick) return undefined;
   if (pick.value === 'random') return 'random';
-  const picked = await vscode.window.showOpenDialog({ canSelectFiles: true, canSelectFolders: true, canSelectMany: false, title: 'Data for the comparison' });
+  const picked = await vscode.window.showOpenDialog({ canSelectFiles: true, canSelectFolders: true, canSelectMany: false, title: `Data for ${purpose}` });
   return picked?.[0]?.fsPath;
 }
 

@@ -44,10 +44,15 @@ export interface TensorTile {
   cols: number;
   stride: number;
   values: ArrayBuffer;
-  /** Range over the whole tensor, so every tile shares one colour scale. */
+  /** Range over the whole tensor, so every tile shares one colour scale ([0, 1] for a mask). */
   min: number;
   max: number;
+  /** 'mask' when each value is the fraction of nonzero weights in its block (absent: values). */
+  mode?: TileMode;
 }
+
+/** What a tile's cells hold: weight values (block means), or the fraction of nonzero (kept) weights per block. */
+export type TileMode = 'values' | 'mask';
 
 /** What to sweep. */
 export interface AnalyzeParams {

@@ -1,9 +1,9 @@
 import type { ModelSummary } from '../core/inspect';
-import type { LayerHistogram, TensorTile } from './analysis';
+import type { LayerHistogram, TensorTile, TileMode } from './analysis';
 import type { EventMessage } from './rpc';
 
 export type { ModelSummary, LayerInfo, WeightInfo, IoInfo } from '../core/inspect';
-export type { LayerHistogram, TensorTile } from './analysis';
+export type { LayerHistogram, TensorTile, TileMode } from './analysis';
 
 /** Requests the Model Inspector webview makes of the host. */
 export type InspectorHostRequests = {
@@ -11,8 +11,8 @@ export type InspectorHostRequests = {
   getSummary: { params: Record<string, never>; result: ModelSummary };
   /** A histogram of a layer's weight with per-channel ranges; computed in the worker, never the whole tensor. */
   getHistogram: { params: { layer: string; tensor?: string; bins?: number }; result: LayerHistogram };
-  /** One heatmap tile of a weight seen as out-channels x the rest; `stride` > 1 is a downsampled overview. */
-  getTile: { params: { tensor: string; row: number; col: number; rows: number; cols: number; stride: number }; result: TensorTile };
+  /** One heatmap tile of a weight seen as out-channels x the rest; `stride` > 1 is a downsampled overview; `mode` 'mask' gives kept fractions. */
+  getTile: { params: { tensor: string; row: number; col: number; rows: number; cols: number; stride: number; mode?: TileMode }; result: TensorTile };
 };
 
 /** Requests the host makes of the inspector webview: none. */
@@ -32,7 +32,7 @@ export interface LayerSelectedEvent extends EventMessage {
 /** The user asked to run a Whittle command on this model. */
 export interface RunCommandEvent extends EventMessage {
   type: 'runCommand';
-  command: 'whittle.compress' | 'whittle.analyzeSensitivity';
+  command: 'whittle.compress' | 'whittle.analyzeSensitivity' | 'whittle.prune';
 }
 
 /** Events from the inspector webview. */

@@ -4,7 +4,7 @@ import type { EvalParams, EvalResult } from '../core/runtime/evaluate';
 import type { PruneParams, PruneResult } from '../core/passes/run';
 import type { EpName } from '../core/runtime/ep';
 import type { EpProbe } from '../core/runtime/probe';
-import type { AnalyzeParams, AnalyzeResult, LayerDoneEvent, LayerHistogram, TensorTile } from './analysis';
+import type { AnalyzeParams, AnalyzeResult, LayerDoneEvent, LayerHistogram, TensorTile, TileMode } from './analysis';
 import type { EventMessage } from './rpc';
 
 /** Requests the extension host (or CLI) makes of the compute worker. */
@@ -19,8 +19,8 @@ export type WorkerRequests = {
   evaluate: { params: EvalParams; result: EvalResult };
   /** A histogram of one layer's weight (or of `tensor`), with per-channel ranges (models are cached in the worker). */
   layerHistogram: { params: { file: string; layer: string; tensor?: string; bins?: number }; result: LayerHistogram };
-  /** A tile of a weight tensor as a 2-D matrix (out-channels x the rest); `stride` > 1 downsamples. */
-  tensorTile: { params: { file: string; tensor: string; row: number; col: number; rows: number; cols: number; stride: number }; result: TensorTile };
+  /** A tile of a weight tensor as a 2-D matrix (out-channels x the rest); `stride` > 1 downsamples; `mode` 'mask' gives nonzero fractions. */
+  tensorTile: { params: { file: string; tensor: string; row: number; col: number; rows: number; cols: number; stride: number; mode?: TileMode }; result: TensorTile };
   /** Per-layer pruning and quantization sweeps (`whittle analyze`); sends `layerDone` and progress events. */
   analyze: { params: AnalyzeParams & { noCache?: boolean }; result: AnalyzeResult };
   /** Partial statistics of tensor element ranges (one big tensor can be shared among workers). */

@@ -17,7 +17,9 @@ import { check, Steps } from './lib/steps';
  *   1. UI: open the sample workspace, right-click the model in the Explorer, pick Whittle > Inspect Model,
  *      read the parameter count inside the inspector webview, click a layer (SVG histogram, painted heatmap
  *      canvas; a 4096x4096 weight's heatmap within 1 s, zoom and pan), run a command from the palette, run
- *      the Layer Sensitivity panel (ranked table, curves, sidecar); screenshots go to test-results/.
+ *      the Layer Sensitivity panel (ranked table, curves, sidecar), Prune… from the Explorer (run folder, source
+ *      bytes unchanged, sparsity bars, two-colour mask heatmap; copied to docs/prune-mask.png); screenshots go to
+ *      test-results/.
  *   2. Integration: the extension's tests (out/test/integration) run inside the real extension host.
  *   3. Package: vsce packs the .vsix, code-server installs it, and it opens the model.
  * Every process it starts is stopped at the end, also on failure or Ctrl+C.
@@ -241,11 +243,17 @@ async function uiTest(install: CodeServerInstall, workspace: string): Promise<vo
     await cpu.waitFor({ timeout: 10_000 });
     await cpu.click();
     await page.locator('.statusbar-item', { hasText: 'Whittle: cpu' }).waitFor({ timeout: 15_000 });
-    // The status bar can update before the settings file is flushed.
+    // The status bar can show cpu before the setting is written (auto resolves to cpu here): wait for the file.
     const settingsFile = path.join(workspace, '.vscode', 'settings.json');
-    for (let i = 0; i < 50 && !fs.existsSync(settingsFile); i++) await page.waitForTimeout(100);
-    const settings = fs.readFileSync(settingsFile, 'utf8');
-    check(JSON.parse(settings)['whittle.executionProvider'] === 'cpu', `workspace settings: ${settings}`);
+    const read = () => {
+      try {
+        return JSON.parse(fs.readFileSync(settingsFile, 'utf8'))['whittle.executionProvider'];
+      } catch {
+        return undefined; // not written yet, or caught mid-write
+      }
+    };
+    for (let i = 0; i < 150 && read() !== 'cpu'; i++) await page.waitForTimeout(100);
+    check(read() === 'cpu', `workspace settings: ${fs.existsSync(settingsFile) ? fs.readFileSync(settingsFile, 'utf8') : '(no file)'}`);
   });
 
   await steps.step('command palette: a command that has not landed says so honestly', async () => {
@@ -312,6 +320,71 @@ async function uiTest(install: CodeServerInstall, workspace: string): Promise<vo
     check(choices[top ?? '']?.exclude === true, `sidecar choices ${JSON.stringify(choices)} lack exclude for ${top}`);
     await frame.locator('#sensitivity-ranking').evaluate((el) => el.scrollIntoView({ block: 'start' }));
     await shot(page, 'sensitivity-panel');
+  }, false);
+
+  await steps.step('Explorer ▸ Whittle ▸ Prune… at 50% per layer on random data opens the pruned model; its mask heatmap shows kept and pruned weights', async () => {
+    const source = path.join(workspace, sampleModelName);
+    const bytesBefore = fs.readFileSync(source);
+    await page.locator('.activitybar .action-item a[aria-label^="Explorer"]').first().click();
+    const item = page.getByRole('treeitem', { name: new RegExp(`^${sampleModelName.replace('.', '\\.')}`) }).first();
+    await item.waitFor({ timeout: 20_000 });
+    const whittle = page.locator('.context-view .monaco-menu .action-label', { hasText: /^Whittle$/ });
+    await openUntil(page, () => item.click({ button: 'right' }), whittle);
+    await whittle.hover();
+    const entry = page.locator('.context-view .monaco-menu .action-label', { hasText: /^Prune…$/ });
+    await entry.waitFor({ timeout: 10_000 });
+    // The submenu entry sits below the "Whittle" row: move along the submenu before clicking, and click again
+    // if the first click landed while the submenu was still settling.
+    // Rows of earlier, hidden quick picks linger in the DOM: go by the visible pick's title and type the label.
+    const title = (t: string) => page.locator('.quick-input-widget .quick-input-title', { hasText: t });
+    for (let attempt = 0; ; attempt++) {
+      await entry.hover();
+      await entry.click();
+      try {
+        await title('pattern').waitFor({ state: 'visible', timeout: 5_000 });
+        break;
+      } catch (err) {
+        if (attempt >= 3 || !(await entry.isVisible())) throw err;
+      }
+    }
+    for (const [pick, label] of [['pattern', 'None'], ['sparsity', '50%'], ['scope', 'Per layer'], ['data for pruning', 'Random inputs']]) {
+      await title(pick).waitFor({ state: 'visible', timeout: 20_000 });
+      await page.locator('.quick-input-widget input').first().fill(label);
+      await page.keyboard.press('Enter');
+    }
+    const frame = await frameWith(page, '#model-file:has-text("prune-")', 120_000);
+    const shown = (await frame.locator('#model-file').textContent())?.trim() ?? '';
+    const rel = path.relative(workspace, shown).split(path.sep);
+    check(rel.length === 3 && rel[0] === 'lenet-sample.whittle' && /^prune-/.test(rel[1]) && fs.existsSync(shown), `pruned model opened from ${shown}`);
+    check(fs.readFileSync(source).equals(bytesBefore), 'the source model changed');
+    const bars = await frame.locator('#layers .sparsity-bar').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-sparsity'))));
+    check(bars.length === 4 && bars.every((v) => Math.abs(v - 0.5) < 0.02), `sparsity bars ${JSON.stringify(bars)}`);
+    const row = frame.locator('#layers tbody tr.layer').nth(1);
+    await row.click();
+    await frame.locator('canvas.heatmap-canvas[data-drawn]').waitFor({ timeout: 20_000 });
+    await frame.locator('#heatmap-mask').check();
+    const canvas = frame.locator('canvas.heatmap-canvas[data-scale="mask"][data-drawn]');
+    await canvas.waitFor({ timeout: 20_000 });
+    // A mask at stride 1 is two colours (kept, pruned); at 50% each covers a good share of the canvas.
+    const ink = await canvas.evaluate((c: HTMLCanvasElement) => {
+      const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+      const counts = new Map<number, number>();
+      let painted = 0;
+      for (let i = 0; i < d.length; i += 4) {
+        if (d[i + 3] === 0) continue;
+        painted++;
+        const k = (d[i] << 16) | (d[i + 1] << 8) | d[i + 2];
+        counts.set(k, (counts.get(k) ?? 0) + 1);
+      }
+      const top = [...counts.values()].sort((x, y) => y - x);
+      return { painted: painted / (d.length / 4), colours: counts.size, top1: (top[0] ?? 0) / painted, top2: (top[1] ?? 0) / painted, stride: c.dataset.stride };
+    });
+    check(ink.painted > 0.95, `mask canvas is blank: ${JSON.stringify(ink)}`);
+    check(ink.top1 + ink.top2 > 0.95 && ink.top2 > 0.2, `mask canvas is not two colours: ${JSON.stringify(ink)}`);
+    steps.log(`pruned model at ${rel.join('/')}; sparsity bars ${bars.map((v) => `${(v * 100).toFixed(1)}%`).join(', ')}; mask ${ink.colours} colours, top two ${(ink.top1 * 100).toFixed(0)}% + ${(ink.top2 * 100).toFixed(0)}% (stride ${ink.stride})`);
+    await canvas.scrollIntoViewIfNeeded();
+    await shot(page, 'prune-mask');
+    fs.copyFileSync(path.join(results, 'prune-mask.png'), path.join(repoRoot, 'docs', 'prune-mask.png'));
   }, false);
 }
 

@@ -123,6 +123,40 @@ test('Analyze Layer Sensitivity sweeps the sample model in a worker, ranks its 4
   assert.deepEqual(sidecar.choices, {});
 });
 
+test('Prune… writes the pruned model into lenet-sample.whittle/prune-*/, leaves the source bytes alone, and the result is ~50% sparse', async () => {
+  const before = fs.readFileSync(sample());
+  const result = await vscode.commands.executeCommand<{ output: string; sparsity: number; layers: Array<{ layer: string; sparsity: number }>; report: string } | undefined>(
+    'whittle.prune',
+    vscode.Uri.file(sample()),
+    { sparsity: 0.5, data: 'random', limit: 8 },
+  );
+  assert.ok(result, 'no result');
+  const rel = path.relative(workspace(), result.output).split(path.sep);
+  assert.equal(rel.length, 3, `output ${result.output} is not <ws>/lenet-sample.whittle/prune-*/<model>`);
+  assert.equal(rel[0], 'lenet-sample.whittle');
+  assert.match(rel[1], /^prune-/);
+  assert.equal(rel[2], 'lenet-sample.onnx');
+  assert.ok(fs.existsSync(result.output) && fs.existsSync(result.report), 'run folder files missing');
+  assert.ok(fs.readFileSync(sample()).equals(before), 'the source model changed');
+  assert.ok(Math.abs(result.sparsity - 0.5) < 0.01, `result sparsity ${result.sparsity}`);
+  // Read back independently: every layer of the pruned file is ~50% zeros; the source's are not.
+  const pruned = await (await api()).inspect(result.output);
+  assert.equal(pruned.layers.length, 4);
+  for (const layer of pruned.layers) assert.ok(Math.abs(layer.weights[0].sparsity - 0.5) < 0.02, `${layer.name} sparsity ${layer.weights[0].sparsity}`);
+  const original = await (await api()).inspect(sample());
+  assert.ok(original.layers.every((l) => l.weights[0].sparsity < 0.1), 'the source looks pruned');
+  // The command opened the pruned model in the inspector.
+  const deadline = Date.now() + 10_000;
+  let input: unknown;
+  while (Date.now() < deadline) {
+    input = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
+    if (input instanceof vscode.TabInputCustom && input.uri.fsPath === result.output) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(input instanceof vscode.TabInputCustom && input.uri.fsPath === result.output, 'the pruned model is not open in the inspector');
+  await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
+});
+
 test('Select Execution Provider is backed by the whittle.executionProvider setting', async () => {
   const config = vscode.workspace.getConfiguration('whittle');
   assert.equal(config.inspect('executionProvider')?.defaultValue, 'auto');

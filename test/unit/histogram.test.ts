@@ -184,6 +184,24 @@ describe('tensorTile', () => {
     for (let r = 0; r < 3; r++) for (let c = 0; c < 8; c++) assert.equal(v[r * 8 + c], Math.floor(c / 4) * 12 + r * 4 + (c % 4));
   });
 
+  test("mode 'mask' gives the kept (nonzero) fraction of each block, in [0, 1], for stored and transposed views", () => {
+    // M[0][0] = 0 is the only zero.
+    for (const name of ['a', 'b']) {
+      const one = tensorTile(m, name, 0, 0, 2, 3, 1, 'mask');
+      assert.deepEqual(Array.from(new Float32Array(one.values)), [0, 1, 1, 1, 1, 1], name);
+      assert.equal(one.min, 0);
+      assert.equal(one.max, 1);
+      assert.equal(one.mode, 'mask');
+      const two = tensorTile(m, name, 0, 0, 10, 10, 2, 'mask');
+      const v = Array.from(new Float32Array(two.values));
+      assert.equal(v[0], 0.75, name);
+      assert.ok(v.slice(1).every((x) => x === 1), name);
+    }
+    // The default stays the values view, with no mode in the reply.
+    assert.equal(tensorTile(m, 'a', 0, 0, 1, 1, 1).mode, undefined);
+    assert.throws(() => tensorTile(m, 'a', 0, 0, 1, 1, 1, 'zeros' as 'mask'), /mode/);
+  });
+
   test('bad coordinates are input errors', () => {
     assert.throws(() => tensorTile(m, 'a', 5, 0, 1, 1, 1), /outside/);
     assert.throws(() => tensorTile(m, 'a', 0, 0, 1, 1, 0), /stride/);

@@ -50,8 +50,11 @@ export interface HeatmapOptions {
   cols: number;
   /** Fetches a tile (from the host, which asks the worker). */
   tile: (req: HeatmapTileRequest) => Promise<HeatmapTile>;
-  /** 'diverging' (around 0: weights), 'sequential' (masks, errors) or a function. */
-  scale?: 'diverging' | 'sequential' | ColourScale;
+  /**
+   * 'diverging' (around 0: weights), 'sequential' (errors), 'mask' (cells are the fraction of nonzero weights:
+   * 0 all pruned, 1 all kept; tiles come from a provider in mask mode) or a function.
+   */
+  scale?: 'diverging' | 'sequential' | 'mask' | ColourScale;
   /** Initial view (restored from getState); the whole matrix when absent. */
   view?: HeatmapView;
   onViewChange?: (view: HeatmapView) => void;
@@ -99,6 +102,13 @@ export function sequentialScale(): ColourScale {
   return (v, min, max) => mix(bg, fg, max > min ? Math.max(0, Math.min(1, (v - min) / (max - min))) : 0);
 }
 
+/** A prune mask: pruned (zero) weights in one theme colour, kept ones in another; a block's colour mixes by its kept fraction. */
+export function maskScale(): ColourScale {
+  const pruned = cssColour('--vscode-charts-red', '#f14c4c');
+  const kept = cssColour('--vscode-charts-green', '#89d185');
+  return (v) => mix(pruned, kept, Math.max(0, Math.min(1, v)));
+}
+
 interface Drawn {
   tile: HeatmapTile;
   values: Float32Array;
@@ -131,12 +141,14 @@ export class Heatmap {
     this.width = opts.width ?? 512;
     this.height = opts.height ?? 256;
     this.maxCells = opts.maxTileCells ?? 256 * 256;
-    this.scale = typeof opts.scale === 'function' ? opts.scale : opts.scale === 'sequential' ? sequentialScale() : divergingScale();
+    this.scale =
+      typeof opts.scale === 'function' ? opts.scale : opts.scale === 'sequential' ? sequentialScale() : opts.scale === 'mask' ? maskScale() : divergingScale();
     this.view = opts.view ? this.clamp(opts.view) : { row: 0, col: 0, rows: opts.rows, cols: opts.cols };
     const dpr = window.devicePixelRatio || 1;
     this.canvas = h('canvas', { class: 'heatmap-canvas', width: Math.round(this.width * dpr), height: Math.round(this.height * dpr), tabindex: 0 });
     this.canvas.style.width = `${this.width}px`;
     this.canvas.style.height = `${this.height}px`;
+    this.canvas.dataset.scale = typeof opts.scale === 'string' ? opts.scale : opts.scale ? 'custom' : 'diverging';
     this.readout = h('div', { class: 'heatmap-readout mono muted' }, ' ');
     this.legend = h('div', { class: 'heatmap-legend' });
     this.element = h(
@@ -268,6 +280,16 @@ export class Heatmap {
   private drawLegend(min: number, max: number): void {
     const bar = h('canvas', { class: 'heatmap-legend-bar', width: 160, height: 10 });
     const ctx = bar.getContext('2d')!;
+    if (this.opts.scale === 'mask') {
+      // Two colours and the blends between them: a block's colour is its kept fraction.
+      for (let x = 0; x < 160; x++) {
+        const [r, g, b] = this.scale(x < 20 ? 0 : x >= 140 ? 1 : (x - 20) / 120, 0, 1);
+        ctx.fillStyle = `rgb(${r | 0},${g | 0},${b | 0})`;
+        ctx.fillRect(x, 0, 1, 10);
+      }
+      this.legend.replaceChildren(bar, h('div', { class: 'heatmap-legend-labels mono' }, h('span', {}, 'pruned (0)'), h('span', {}, 'kept')));
+      return;
+    }
     const diverging = this.opts.scale === undefined || this.opts.scale === 'diverging';
     const lo = diverging ? -Math.max(Math.abs(min), Math.abs(max)) : min;
     const hi = diverging ? -lo : max;
@@ -350,9 +372,13 @@ export class Heatmap {
       const { row, col } = this.cellAt(e);
       const hit = this.valueAt(row, col);
       this.readout.classList.remove('error');
-      this.readout.textContent = hit
-        ? `${this.opts.rowLabel ?? 'row'} ${row}, ${this.opts.colLabel ?? 'col'} ${col}: ${formatNumber(hit.value)}${hit.stride > 1 ? ` (mean of ${hit.stride}×${hit.stride})` : ''}`
-        : ' ';
+      const at = `${this.opts.rowLabel ?? 'row'} ${row}, ${this.opts.colLabel ?? 'col'} ${col}`;
+      const mask = this.opts.scale === 'mask';
+      this.readout.textContent = !hit
+        ? ' '
+        : mask
+          ? `${at}: ${hit.stride > 1 ? `${(hit.value * 100).toFixed(1)}% kept of ${hit.stride}×${hit.stride}` : hit.value ? 'kept' : 'pruned (0)'}`
+          : `${at}: ${formatNumber(hit.value)}${hit.stride > 1 ? ` (mean of ${hit.stride}×${hit.stride})` : ''}`;
     });
     c.addEventListener('dblclick', () => this.setView({ row: 0, col: 0, rows: this.opts.rows, cols: this.opts.cols }));
   }

@@ -1,5 +1,5 @@
 import { axisBottom, axisLeft, axisRight, line, max as d3max, scaleLinear, scaleSymlog, select } from 'd3';
-import type { LayerHistogram, LayerInfo, TensorTile } from '../../src/protocol/inspector';
+import type { LayerHistogram, LayerInfo, TensorTile, TileMode } from '../../src/protocol/inspector';
 import { Heatmap, type HeatmapView } from '../common/heatmap';
 import { formatCount, formatNumber, h } from '../common/dom';
 
@@ -8,9 +8,17 @@ import { formatCount, formatNumber, h } from '../common/dom';
 /** What the detail needs from the page: the host's answers and the UI state it keeps. */
 export interface LayerDetailHost {
   histogram(layer: string, tensor: string, bins: number): Promise<LayerHistogram>;
-  tile(tensor: string, req: { row: number; col: number; rows: number; cols: number; stride: number }): Promise<TensorTile>;
-  state(): { log: boolean; bins: number; views: Record<string, HeatmapView> };
-  update(patch: Partial<{ log: boolean; bins: number; views: Record<string, HeatmapView> }>): void;
+  tile(tensor: string, req: { row: number; col: number; rows: number; cols: number; stride: number; mode?: TileMode }): Promise<TensorTile>;
+  state(): DetailState;
+  update(patch: Partial<DetailState>): void;
+}
+
+/** The detail's UI state: histogram log and bins, heatmap views per tensor, and whether the heatmap shows the prune mask. */
+export interface DetailState {
+  log: boolean;
+  bins: number;
+  views: Record<string, HeatmapView>;
+  mask?: boolean;
 }
 
 const svgNs = 'http://www.w3.org/2000/svg';
@@ -37,17 +45,20 @@ export function showLayerDetail(root: HTMLElement, layer: LayerInfo, host: Layer
   const me: { heatmap?: Heatmap; layer: string } = { layer: layer.name };
   current = me;
   const { rows, cols } = matrixDims(layer);
-  const views = host.state().views;
+  // The mask view asks for kept fractions per block: a block mean of values would hide zeros among large weights.
+  const makeHeatmap = (mask: boolean) =>
+    new Heatmap({
+      rows,
+      cols,
+      rowLabel: 'out',
+      colLabel: 'in',
+      scale: mask ? 'mask' : 'diverging',
+      view: host.state().views[weight.name],
+      tile: (req) => host.tile(weight.name, mask ? { ...req, mode: 'mask' } : req),
+      onViewChange: (view) => host.update({ views: { ...host.state().views, [weight.name]: view } }),
+    });
   // The heatmap first: its overview tile is what the user waits for, so it goes to the worker ahead of the histogram.
-  const heatmap = new Heatmap({
-    rows,
-    cols,
-    rowLabel: 'out',
-    colLabel: 'in',
-    view: views[weight.name],
-    tile: (req) => host.tile(weight.name, req),
-    onViewChange: (view) => host.update({ views: { ...host.state().views, [weight.name]: view } }),
-  });
+  const heatmap = makeHeatmap(host.state().mask === true);
   me.heatmap = heatmap;
   const canvas = heatmap.element.querySelector('canvas')!;
   // The time from the click to the first drawn tile, for the e2e timing check.
@@ -57,6 +68,15 @@ export function showLayerDetail(root: HTMLElement, layer: LayerInfo, host: Layer
       obs.disconnect();
     }
   }).observe(canvas, { attributes: true, attributeFilter: ['data-drawn'] });
+  const heatSlot = h('div', { class: 'heatmap-slot' }, heatmap.element);
+  const maskBox = h('input', { type: 'checkbox', id: 'heatmap-mask', checked: host.state().mask === true });
+  maskBox.addEventListener('change', () => {
+    if (current !== me) return;
+    host.update({ mask: maskBox.checked });
+    me.heatmap?.dispose();
+    me.heatmap = makeHeatmap(maskBox.checked);
+    heatSlot.replaceChildren(me.heatmap.element);
+  });
 
   const histSlot = h('div', { class: 'histogram-slot' }, 'Computing the histogram…');
   const channelSlot = h('div', { class: 'channel-slot' });
@@ -77,7 +97,8 @@ export function showLayerDetail(root: HTMLElement, layer: LayerInfo, host: Layer
       h('section', {}, h('h3', {}, 'Per output channel: min–max and L2 norm'), channelSlot),
     ),
     h('h3', {}, `Heatmap: ${rows} out-channels × ${cols} (the rest, flattened)`),
-    heatmap.element,
+    h('div', { class: 'toolbar' }, h('label', { title: 'kept (nonzero) and pruned (zero) weights' }, maskBox, ' prune mask')),
+    heatSlot,
   );
 
   let hist: LayerHistogram | undefined;

@@ -19,6 +19,8 @@ interface UiState {
   bins: number;
   /** Heatmap zoom and pan per weight tensor. */
   views: Record<string, HeatmapView>;
+  /** The heatmap shows the prune mask (kept vs zero weights) instead of values. */
+  mask?: boolean;
 }
 
 const app = document.getElementById('app')!;
@@ -65,7 +67,7 @@ function render(s: ModelSummary): void {
   const layerParams = (l: LayerInfo) => l.weights.reduce((a, w) => a + w.params, 0);
   app.replaceChildren(
     h('h1', {}, name),
-    h('div', { class: 'muted mono' }, s.file),
+    h('div', { class: 'muted mono', id: 'model-file' }, s.file),
     h(
       'div',
       { class: 'badges' },
@@ -88,6 +90,7 @@ function render(s: ModelSummary): void {
       { class: 'toolbar' },
       h('vscode-button', { onclick: () => rpc.sendEvent({ type: 'runCommand', command: 'whittle.compress' }) }, 'Compress…'),
       h('vscode-button', { secondary: true, onclick: () => rpc.sendEvent({ type: 'runCommand', command: 'whittle.analyzeSensitivity' }) }, 'Analyze sensitivity'),
+      h('vscode-button', { secondary: true, onclick: () => rpc.sendEvent({ type: 'runCommand', command: 'whittle.prune' }) }, 'Prune…'),
     ),
     ...s.warnings.map((w) => h('p', { class: 'warning' }, `⚠ ${w}`)),
     h(
@@ -192,7 +195,7 @@ function layerTable(layers: LayerInfo[], params: (l: LayerInfo) => number): HTML
             h('td', {}, w?.dtype ?? ''),
             h('td', { class: 'num' }, formatCount(params(l))),
             h('td', { class: 'num' }, formatBytes(l.weights.reduce((a, x) => a + x.bytes, 0))),
-            h('td', { class: 'num' }, w ? `${(w.sparsity * 100).toFixed(1)}%` : ''),
+            h('td', { class: 'num' }, w ? sparsityBar(w.sparsity) : ''),
             h('td', { class: 'num' }, formatNumber(w?.min)),
             h('td', { class: 'num' }, formatNumber(w?.max)),
             h('td', { class: 'num' }, formatNumber(w?.mean)),
@@ -202,6 +205,14 @@ function layerTable(layers: LayerInfo[], params: (l: LayerInfo) => number): HTML
       ),
     ),
   );
+}
+
+/** The share of zero weights as a bar with its percentage, so pruned layers stand out in the table. */
+function sparsityBar(sparsity: number): HTMLElement {
+  const pct = `${(sparsity * 100).toFixed(1)}%`;
+  const fill = h('span', { class: 'sparsity-fill' });
+  fill.style.width = `${Math.max(0, Math.min(100, sparsity * 100))}%`;
+  return h('span', { class: 'sparsity-cell', title: `${pct} of the weights are zero` }, h('span', { class: 'sparsity-bar', 'data-sparsity': sparsity }, fill), h('span', { class: 'sparsity-label' }, pct));
 }
 
 function resort(key: SortKey): void {

@@ -1,7 +1,7 @@
 import { InputError } from '../errors';
 import type { OnnxModel } from '../formats/onnx/model';
 import type { TensorRef } from '../model/tensorRef';
-import type { TensorTile } from '../../protocol/analysis';
+import type { TensorTile, TileMode } from '../../protocol/analysis';
 import { channelLayout, resolveTensor } from './histogram';
 
 /** Float32 values and range of tensors already read, so that the tiles of one heatmap read a tensor once. */
@@ -32,15 +32,18 @@ function valuesOf(ref: TensorRef): { values: Float32Array; min: number; max: num
  * axis comes from the layer that uses the tensor as its main weight: 0 for Conv and Gemm(transB=1), so rows are
  * contiguous; 1 for MatMul's [K, N], so the view is transposed (row n is column n of the stored matrix). With
  * `stride` > 1 each value is the mean of a stride x stride block (clipped at the matrix edge); the tile itself
- * is clipped to the matrix. `tensor` is a tensor name, or a layer name for that layer's main weight.
+ * is clipped to the matrix. `tensor` is a tensor name, or a layer name for that layer's main weight. With
+ * `mode` 'mask' each value is the fraction of nonzero (kept) weights in its block, and the range is [0, 1].
  */
-export function tensorTile(model: OnnxModel, tensor: string, row: number, col: number, rows: number, cols: number, stride = 1): TensorTile {
+export function tensorTile(model: OnnxModel, tensor: string, row: number, col: number, rows: number, cols: number, stride = 1, mode: TileMode = 'values'): TensorTile {
   const { ref, axis } = resolveTensor(model, tensor);
-  return tileOf(ref, axis, row, col, rows, cols, stride);
+  return tileOf(ref, axis, row, col, rows, cols, stride, mode);
 }
 
 /** A tile of `ref` with its output channels along `axis` (see tensorTile). */
-export function tileOf(ref: TensorRef, axis: number, row: number, col: number, rows: number, cols: number, stride = 1): TensorTile {
+export function tileOf(ref: TensorRef, axis: number, row: number, col: number, rows: number, cols: number, stride = 1, mode: TileMode = 'values'): TensorTile {
+  if (mode !== 'values' && mode !== 'mask') throw new InputError(undefined, `tile mode must be 'values' or 'mask', not '${String(mode)}'`);
+  const mask = mode === 'mask';
   for (const [name, v] of Object.entries({ row, col, rows, cols })) {
     if (!Number.isSafeInteger(v) || v < 0) throw new InputError(undefined, `tile ${name} must be a whole number >= 0, not ${v}`);
   }
@@ -73,7 +76,9 @@ export function tileOf(ref: TensorRef, axis: number, row: number, col: number, r
         for (let x = 0; x < outCols; x++) {
           const e = Math.min(colEnd, c + stride);
           let s = 0;
-          for (let k = rowBase + c, kEnd = rowBase + e; k < kEnd; k++) s += values[k];
+          // The mask counts nonzeros; a block mean of values would hide zeros among large weights.
+          if (mask) for (let k = rowBase + c, kEnd = rowBase + e; k < kEnd; k++) s += values[k] !== 0 ? 1 : 0;
+          else for (let k = rowBase + c, kEnd = rowBase + e; k < kEnd; k++) s += values[k];
           sums[x] += s;
           c = e;
         }
@@ -82,7 +87,8 @@ export function tileOf(ref: TensorRef, axis: number, row: number, col: number, r
         for (let x = 0; x < outCols; x++) {
           const e = Math.min(colEnd - col, c + stride);
           let s = 0;
-          for (let k = c; k < e; k++) s += values[colBase[k] + rowBase];
+          if (mask) for (let k = c; k < e; k++) s += values[colBase[k] + rowBase] !== 0 ? 1 : 0;
+          else for (let k = c; k < e; k++) s += values[colBase[k] + rowBase];
           sums[x] += s;
           c = e;
         }
@@ -94,5 +100,5 @@ export function tileOf(ref: TensorRef, axis: number, row: number, col: number, r
       out[y * outCols + x] = sums[x] / (h * w);
     }
   }
-  return { tensor: ref.name, matrixRows, matrixCols, row, col, rows: outRows, cols: outCols, stride, values: out.buffer, min, max };
+  return { tensor: ref.name, matrixRows, matrixCols, row, col, rows: outRows, cols: outCols, stride, values: out.buffer, min: mask ? 0 : min, max: mask ? 1 : max, ...(mask ? { mode } : {}) };
 }

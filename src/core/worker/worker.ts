@@ -23,7 +23,7 @@ const handlers: Handlers<WorkerRequests> = {
   evaluate: (params, signal) => evaluate(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   prune: (params, signal) => runPrune(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   layerHistogram: ({ file, layer, tensor, bins }) => layerHistogram(models.get(file), layer, tensor, bins),
-  tensorTile: ({ file, tensor, row, col, rows, cols, stride }) => tensorTile(models.get(file), tensor, row, col, rows, cols, stride),
+  tensorTile: ({ file, tensor, row, col, rows, cols, stride, mode }) => tensorTile(models.get(file), tensor, row, col, rows, cols, stride, mode),
   analyze: (params, signal) =>
     analyze(
       params,
