@@ -78,13 +78,25 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
   );
 }
 
+/** Says that a command runs models, which needs a trusted workspace; returns the message. */
+function untrusted(id: CommandId): string {
+  const message = `Whittle: ${commandTitles[id]} runs models, which needs a trusted workspace. Inspecting works in restricted mode.`;
+  void vscode.window.showWarningMessage(message);
+  return message;
+}
+
+/** The model a model-running command works on (given, active, or picked), or undefined when untrusted or dismissed. */
+async function modelToRun(id: CommandId, uri: vscode.Uri | undefined, what: string): Promise<vscode.Uri | undefined> {
+  if (!vscode.workspace.isTrusted) {
+    untrusted(id);
+    return undefined;
+  }
+  return uri ?? activeModelUri() ?? (await pickModel(what));
+}
+
 async function notYet(id: CommandId): Promise<string> {
   if (!planned.has(id)) throw new Error(`${id} is not planned`);
-  if (needTrust.has(id) && !vscode.workspace.isTrusted) {
-    const message = `Whittle: ${commandTitles[id]} runs models, which needs a trusted workspace. Inspecting works in restricted mode.`;
-    void vscode.window.showWarningMessage(message);
-    return message;
-  }
+  if (needTrust.has(id) && !vscode.workspace.isTrusted) return untrusted(id);
   const message = notYetMessage(id);
   void vscode.window.showInformationMessage(message);
   return message;
@@ -113,11 +125,7 @@ function activeModelUri(): vscode.Uri | undefined {
  * extensions) it runs at once and returns the result (undefined when cancelled).
  */
 async function analyzeSensitivity(ctx: CommandContext, uri: vscode.Uri | undefined, options?: AnalyzeOptions): Promise<AnalyzeResult | undefined> {
-  if (!vscode.workspace.isTrusted) {
-    void vscode.window.showWarningMessage('Whittle: Analyze Layer Sensitivity runs models, which needs a trusted workspace.');
-    return undefined;
-  }
-  const model = uri ?? activeModelUri() ?? (await pickModel('the model to analyze'));
+  const model = await modelToRun('whittle.analyzeSensitivity', uri, 'the model to analyze');
   if (!model) return undefined;
   await ctx.sensitivity.reveal(model.fsPath);
   if (!options?.data) return undefined;
@@ -141,11 +149,7 @@ export interface CompareOptions {
  * shows accuracy, top-1 agreement, KL, cosine, SQNR and latency. Returns the result, or undefined.
  */
 async function compare(ctx: CommandContext, uri: vscode.Uri | undefined, options: CompareOptions = {}): Promise<EvalResult | undefined> {
-  if (!vscode.workspace.isTrusted) {
-    void vscode.window.showWarningMessage('Whittle: Compare Models runs models, which needs a trusted workspace.');
-    return undefined;
-  }
-  const model = uri ?? activeModelUri() ?? (await pickModel('the model to evaluate'));
+  const model = await modelToRun('whittle.compare', uri, 'the model to evaluate');
   if (!model) return undefined;
   const reference = options.reference ?? (await pickModel(`the reference to compare ${path.basename(model.fsPath)} against`, model))?.fsPath;
   if (!reference) return undefined;
@@ -193,11 +197,7 @@ export interface PruneOptions {
  * when dismissed or cancelled). The output goes to a run folder beside the source, which is only read.
  */
 async function prune(ctx: CommandContext, uri: vscode.Uri | undefined, options?: PruneOptions): Promise<PruneResult | undefined> {
-  if (!vscode.workspace.isTrusted) {
-    void vscode.window.showWarningMessage('Whittle: Prune… runs models, which needs a trusted workspace. Inspecting works in restricted mode.');
-    return undefined;
-  }
-  const model = uri ?? activeModelUri() ?? (await pickModel('the model to prune'));
+  const model = await modelToRun('whittle.prune', uri, 'the model to prune');
   if (!model) return undefined;
   if (!/\.onnx$/i.test(model.fsPath)) {
     void vscode.window.showInformationMessage(`Whittle: pruning TensorFlow.js models is not available yet in version ${version}; ONNX models can be pruned today.`);
