@@ -1,0 +1,93 @@
+import type { ParamSpec, PassReport } from '../pass';
+
+/** Quantization modes (DESIGN.md section 7: `quantize --mode`). */
+export type QuantizeMode = 'weight-only' | 'static' | 'dynamic' | 'fp16';
+
+/** Activation range calibrators for static quantization. */
+export type CalibrationMethod = 'minmax' | 'percentile' | 'entropy' | 'mse';
+
+/** Parsed parameters of the quantize pass. Modes read the ones that concern them and ignore the rest. */
+export interface QuantizeOptions {
+  mode: QuantizeMode;
+  /** Weight bits: 8 or 4 (weight-only); static and dynamic use 8. */
+  bits: 8 | 4;
+  /** One scale per output channel (default) rather than per tensor. */
+  perChannel: boolean;
+  /** Symmetric weights (zero point 0). Default: symmetric for 8-bit, asymmetric for int4 blocks. */
+  symmetric?: boolean;
+  /** Weight-only: elements per scale along the input dimension (0 = per channel/tensor); int4 default 32. */
+  block?: number;
+  /** Weight-only int4 storage: MatMulNBits (com.microsoft, fast on ORT) or opset-21 DequantizeLinear (portable). */
+  format: 'auto' | 'matmulnbits' | 'qdq';
+  calibration: CalibrationMethod;
+  /** Percentile calibrator: the percentile of |x| kept (e.g. 99.99). */
+  percentile: number;
+  /** Static: 7-bit weights where the U8S8 kernel would saturate (auto: x86 without VNNI), or force 7 or 8. */
+  weightBits: 'auto' | '7' | '8';
+  /** Static: correct each quantized layer's output mean shift on calibration data. */
+  biasCorrection: boolean;
+  /** Accuracy-aware fallback: the largest accuracy drop in points (top-1 disagreement without labels). */
+  maxDrop?: number;
+  /** Layer names (or op types, e.g. Softmax) kept in float. */
+  exclude: string[];
+  /** fp16: op types kept in float32. */
+  keepFp32: string[];
+}
+
+/** The quantize pass's parameter table: CLI flags, recipe fields, wizard inputs and validation in one place. */
+export const quantizeParams: ParamSpec[] = [
+  { name: 'mode', type: 'enum', choices: ['weight-only', 'static', 'dynamic', 'fp16'], default: 'static', placeholder: 'MODE', help: 'weight-only (int8/int4 weights, float activations), static (int8 QDQ with calibration on --data), dynamic (int8 MatMul with runtime activation scales), fp16' },
+  { name: 'bits', type: 'enum', choices: ['8', '4'], default: '8', placeholder: 'B', help: 'weight bits (4: weight-only only)' },
+  { name: 'perChannel', type: 'boolean', default: true, help: 'one scale per output channel (--per-channel false: one per tensor)' },
+  { name: 'symmetric', type: 'boolean', help: 'symmetric weights, zero point 0 (default: yes for 8-bit, no for 4-bit blocks)' },
+  { name: 'block', type: 'number', min: 0, placeholder: 'N', help: 'weight-only: block size along the input dimension (16, 32, 64, 128; 0 = per channel); default 32 for 4-bit', check: (v) => ([0, 16, 32, 64, 128, 256].includes(Number(v)) ? undefined : `must be 0, 16, 32, 64, 128 or 256, not ${String(v)}`) },
+  { name: 'format', type: 'enum', choices: ['auto', 'matmulnbits', 'qdq'], default: 'auto', placeholder: 'F', help: 'weight-only int4 storage: matmulnbits (com.microsoft MatMulNBits, fast in onnxruntime) or qdq (opset 21 DequantizeLinear, portable); auto = matmulnbits for MatMul/Gemm' },
+  { name: 'calibration', type: 'enum', choices: ['minmax', 'percentile', 'entropy', 'mse'], default: 'minmax', placeholder: 'METHOD', help: 'static: how activation ranges are chosen from the calibration data' },
+  { name: 'percentile', type: 'number', min: 90, max: 100, default: 99.999, placeholder: 'P', help: 'percentile calibrator: percentile of |x| kept' },
+  { name: 'weightBits', type: 'enum', choices: ['auto', '7', '8'], default: 'auto', placeholder: 'B', help: 'static: 7-bit weights avoid saturation in the x86 U8S8 kernel without VNNI; auto picks from the CPU' },
+  { name: 'biasCorrection', type: 'boolean', default: false, help: 'static: correct the mean shift of each quantized layer output on the calibration data' },
+  { name: 'maxDrop', type: 'number', min: 0, placeholder: 'P', help: 'accuracy-aware: largest accuracy drop in points; the worst layers go back to float until it holds' },
+  { name: 'exclude', type: 'list', default: [], placeholder: 'LAYERS', help: 'comma-separated layer names or op types to keep in float' },
+  { name: 'keepFp32', type: 'list', default: [], placeholder: 'OPS', help: 'fp16: op types kept in float32 (e.g. Softmax,LayerNormalization)' },
+];
+
+/** What happened to one layer's weight. */
+export interface QuantLayerSummary {
+  layer: string;
+  op: string;
+  weight: string;
+  shape: number[];
+  /** 'float' when the layer was kept in float (then `reason` says why). */
+  format: 'qdq' | 'matmulnbits' | 'dynamic' | 'fp16' | 'float';
+  bits?: number;
+  /** 'per-tensor', 'per-channel' or 'block-32' etc. */
+  granularity?: string;
+  symmetric?: boolean;
+  /** SQNR of the dequantized weight against the float one, in dB. */
+  sqnrDb?: number;
+  reason?: string;
+}
+
+/** Per-element weight error of one layer, kept in memory for the Inspector's quantization-error heatmap. */
+export interface WeightError {
+  layer: string;
+  weight: string;
+  shape: number[];
+  /** dequantized - original, per element. */
+  error: Float32Array;
+  /** SQNR per output channel, dB. */
+  channelSqnrDb: Float64Array;
+}
+
+/** The quantize pass's report. */
+export interface QuantizeReport extends PassReport {
+  mode: QuantizeMode;
+  layers: QuantLayerSummary[];
+  /** Static: how activation ranges were chosen. */
+  calibration?: { method: CalibrationMethod; data: string; samples: number; tensors: number };
+  /** Static: 7- or 8-bit weights and why. */
+  weightBits?: { bits: 7 | 8; reason: string };
+  /** Ops that stayed float in onnxruntime's optimized graph (read through optimizedModelFilePath). */
+  floatOps?: Record<string, number>;
+  errors: WeightError[];
+}
