@@ -17,6 +17,9 @@ import { version } from '../core/version';
 import { flagSpecs, parseParams } from '../core/passes/pass';
 import { prunePass, type PruneOptions } from '../core/passes/prune/unstructured';
 import type { PruneResult } from '../core/passes/run';
+import { normalizeQuantizeOptions, quantizePass } from '../core/passes/quantize/index';
+import type { QuantizeOptions } from '../core/passes/quantize/params';
+import type { QuantizeResult } from '../core/passes/quantize/run';
 import { commonFlags, flagHelp, parseArgs, type FlagSpec, type ParsedArgs } from './args';
 
 /** A CLI command: its usage line, summary, its own flags, and what it does. */
@@ -141,7 +144,33 @@ const commands: Record<string, Command> = {
       });
     },
   },
-  quantize: { usage: 'quantize <model> --mode weight-only|static|dynamic|fp16 [...]', summary: 'post-training quantization' },
+  quantize: {
+    usage: 'quantize <model> --mode weight-only|static|dynamic|fp16 [--bits 8|4] [--per-channel] [--symmetric] [--calibration minmax|percentile|entropy|mse] [--max-drop P] [--data D]',
+    summary: 'post-training quantization into a new model, timed against the original and measured before and after',
+    flags: [
+      ...flagSpecs(quantizePass.params),
+      { name: 'calib-data', value: 'SPEC', help: 'calibration data (default: --data); a SPEC may end in #A:B to take samples A to B-1, e.g. t10k-images-idx3-ubyte.gz#:512' },
+      { name: 'calib-limit', value: 'N', help: 'calibration samples cap (default: --limit)' },
+      { name: 'max-tries', value: 'N', help: '--max-drop: quantize-and-evaluate tries the fallback may spend (default 8)' },
+    ],
+    run: ({ positionals, flags }) => {
+      const model = requireModel(positionals);
+      const options = normalizeQuantizeOptions(parseParams<QuantizeOptions>(quantizePass.params, flags));
+      return inWorker('quantize', {
+        ...options,
+        model,
+        data: flags.data as string | undefined,
+        calibData: flags['calib-data'] as string | undefined,
+        calibLimit: intFlag(flags, 'calib-limit'),
+        maxTries: intFlag(flags, 'max-tries'),
+        out: flags.out as string | undefined,
+        ep: (flags.ep as EpName | undefined) ?? 'auto',
+        limit: intFlag(flags, 'limit'),
+        seed: intFlag(flags, 'seed'),
+        shapes: shapeFlags(flags),
+      });
+    },
+  },
   finetune: { usage: 'finetune <model> --data D --epochs E', summary: 'fine-tune after pruning' },
   distill: { usage: 'distill --teacher T --student S|derive:RATIO --data D', summary: 'knowledge distillation' },
   run: { usage: 'run <recipe.whittle.json>', summary: 'run a recipe headless' },
@@ -312,6 +341,29 @@ function formatPrune(r: PruneResult): string {
   ].filter(Boolean).join('\n');
 }
 
+/** A short before/after table of a quantize run, then the per-layer formats. */
+function formatQuantize(r: QuantizeResult): string {
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  const row = (label: string, a: string, b: string) => `  ${label.padEnd(26)}${a.padStart(14)}${b.padStart(14)}`;
+  const m = r.metrics;
+  const width = Math.max(5, ...r.layers.map((l) => l.layer.length));
+  return [
+    `${r.output}`,
+    `  mode ${r.mode}${r.weightBits ? `, ${r.weightBits.bits}-bit weights (${r.weightBits.reason})` : ''}; data ${r.data}; calibration ${r.calibData}; ep ${r.ep}`,
+    row('', 'before', 'after'),
+    row('file bytes', formatCount(r.sizeBytes.before), formatCount(r.sizeBytes.after)),
+    row('gzip -9 bytes', formatCount(r.sizeBytes.gzipBefore), formatCount(r.sizeBytes.gzip)),
+    ...(m.accuracy ? [row('accuracy', pct(m.accuracy.before), pct(m.accuracy.after))] : []),
+    row('latency median (ms)', r.latencyMs.before.toFixed(3), r.latencyMs.after.toFixed(3)),
+    `  preflight: ${r.preflight.ratio.toFixed(2)}x the original's latency at batch 1 (interleaved, ${r.preflight.runs} runs each)`,
+    m.top1Agreement !== undefined ? `  top-1 agreement with the original ${pct(m.top1Agreement)}, cosine ${m.cosine}` : m.cosine !== undefined ? `  cosine ${m.cosine}, SQNR ${m.sqnrDb} dB` : '',
+    ...(r.fallback ? [`  fallback (max drop ${r.fallback.maxDropPt} pt): ${r.fallback.reached ? 'reached' : 'NOT reached'} with ${r.fallback.float.length} layer(s) in float${r.fallback.float.length ? `: ${r.fallback.float.join(', ')}` : ''}`] : []),
+    '  layers:',
+    ...r.layers.map((l) => `    ${l.layer.padEnd(width)}  ${l.op.padEnd(7)} ${l.format.padEnd(11)} ${l.bits ? `${l.bits}-bit` : ''} ${l.granularity ?? ''}${l.sqnrDb !== undefined ? `  ${Number.isFinite(l.sqnrDb) ? l.sqnrDb.toFixed(1) : 'exact'} dB` : ''}${l.reason ? `  (${l.reason})` : ''}`),
+    ...r.warnings.map((w) => `  warning: ${w}`),
+  ].filter(Boolean).join('\n');
+}
+
 /** Runs the CLI; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -340,6 +392,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (name === 'eval') process.stdout.write(formatEval(result as EvalResult) + '\n');
     else if (name === 'analyze') process.stdout.write(formatAnalyze(result as AnalyzeResult) + '\n');
     else if (name === 'prune') process.stdout.write(formatPrune(result as PruneResult) + '\n');
+    else if (name === 'quantize') process.stdout.write(formatQuantize(result as QuantizeResult) + '\n');
     else process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     return 0;
   } catch (err) {

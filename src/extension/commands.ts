@@ -11,6 +11,7 @@ import { findModels } from './modelsView';
 import type { AnalyzeOptions, SensitivityView } from './sensitivityView';
 import type { AnalyzeResult } from '../protocol/analysis';
 import type { PruneResult } from '../core/passes/run';
+import type { QuantizeResult } from '../core/passes/quantize/run';
 
 /** Every command Whittle contributes; package.json must declare exactly these (a unit test checks). */
 export const commandTitles = {
@@ -34,7 +35,7 @@ export type CommandId = keyof typeof commandTitles;
 const needTrust = new Set<CommandId>(['whittle.compress', 'whittle.analyzeSensitivity', 'whittle.prune', 'whittle.quantize', 'whittle.distill', 'whittle.runRecipe', 'whittle.compare']);
 
 /** Commands whose feature has not landed; they say so instead of pretending. */
-const planned = new Set<CommandId>(['whittle.compress', 'whittle.quantize', 'whittle.distill', 'whittle.runRecipe', 'whittle.openReport']);
+const planned = new Set<CommandId>(['whittle.compress', 'whittle.distill', 'whittle.runRecipe', 'whittle.openReport']);
 
 /** What the commands need from the extension. */
 export interface CommandContext {
@@ -60,7 +61,7 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
     'whittle.analyzeSensitivity': (uri, options) => analyzeSensitivity(ctx, uri instanceof vscode.Uri ? uri : undefined, options as AnalyzeOptions | undefined),
     // The Explorer passes (uri, selectedUris): only a plain options object skips the pickers.
     'whittle.prune': (uri, options) => prune(ctx, uri instanceof vscode.Uri ? uri : undefined, isPruneOptions(options) ? options : undefined),
-    'whittle.quantize': () => notYet('whittle.quantize'),
+    'whittle.quantize': (uri, options) => quantize(ctx, uri instanceof vscode.Uri ? uri : undefined, isQuantizeOptions(options) ? options : undefined),
     'whittle.distill': () => notYet('whittle.distill'),
     'whittle.runRecipe': () => notYet('whittle.runRecipe'),
     'whittle.openReport': () => notYet('whittle.openReport'),
@@ -283,6 +284,104 @@ async function pickPruneChoice(name: string): Promise<PruneOptions | undefined> 
   );
   if (!scope) return undefined;
   return { sparsity, scope: scope.value, pattern: 'none' };
+}
+
+/** Arguments a caller (a test, another extension) can pass to skip the pickers; `mode` alone is enough. */
+export interface QuickQuantizeOptions {
+  mode: 'static' | 'weight-only' | 'dynamic' | 'fp16';
+  bits?: 8 | 4;
+  calibration?: 'minmax' | 'percentile' | 'entropy' | 'mse';
+  maxDrop?: number;
+  data?: string;
+  limit?: number;
+}
+
+function isQuantizeOptions(v: unknown): v is QuickQuantizeOptions {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && typeof (v as QuickQuantizeOptions).mode === 'string';
+}
+
+/**
+ * Quantize…: asks for the mode (and calibration method) and the data (or takes `options`), runs `quantize` in a
+ * worker of its own with progress and Cancel, opens the quantized model in the Model Inspector, and says so
+ * loudly when the preflight found it no faster than the original. Returns the result (undefined when
+ * dismissed or cancelled). The source is only read.
+ */
+async function quantize(ctx: CommandContext, uri: vscode.Uri | undefined, options?: QuickQuantizeOptions): Promise<QuantizeResult | undefined> {
+  const model = await modelToRun('whittle.quantize', uri, 'the model to quantize');
+  if (!model) return undefined;
+  if (!/\.onnx$/i.test(model.fsPath)) {
+    void vscode.window.showInformationMessage(`Whittle: quantizing TensorFlow.js models is not available yet in version ${version}; ONNX models can be quantized today.`);
+    return undefined;
+  }
+  const choice = options ?? (await pickQuantizeChoice(path.basename(model.fsPath)));
+  if (!choice) return undefined;
+  const data = choice.data ?? (await pickData(choice.mode === 'static' ? 'calibration and evaluation' : 'evaluation'));
+  if (!data) return undefined;
+  const config = vscode.workspace.getConfiguration('whittle');
+  const limit = choice.limit ?? config.get<number>('calibration.maxSamples', 256);
+  const what = `${choice.mode}${choice.bits === 4 ? ' int4' : ''}`;
+  try {
+    const result = await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `Whittle: quantizing ${path.basename(model.fsPath)} (${what})`, cancellable: true },
+      (progress, token) => {
+        let last = 0;
+        return ctx.engine.job(
+          'quantize',
+          { model: model.fsPath, mode: choice.mode, bits: choice.bits ?? 8, calibration: choice.calibration, maxDrop: choice.maxDrop, data, limit, ep: config.get<EpName>('executionProvider', 'auto') },
+          token,
+          (fraction, message) => {
+            const now = fraction === undefined ? last : Math.round(fraction * 100);
+            progress.report({ message, increment: now - last });
+            last = now;
+          },
+        );
+      },
+    );
+    ctx.status.show(result.ep);
+    ctx.refreshModels();
+    await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(result.output), inspectorViewType);
+    const m = result.metrics;
+    const quality = m.accuracy ? `accuracy ${(m.accuracy.after * 100).toFixed(2)}% (${m.accuracy.dropPt >= 0 ? '-' : '+'}${Math.abs(m.accuracy.dropPt).toFixed(2)} pt)` : m.top1Agreement !== undefined ? `top-1 agreement ${(m.top1Agreement * 100).toFixed(1)}%` : `cosine ${m.cosine}`;
+    const size = `${(result.sizeBytes.after / result.sizeBytes.before).toFixed(2)}x the size`;
+    const summary = `Whittle: quantized (${what}): ${size}, ${quality}, ${result.preflight.ratio.toFixed(2)}x the latency. Saved to ${result.output}`;
+    if (result.preflight.advice) void vscode.window.showWarningMessage(`${summary}. ${result.preflight.advice}`);
+    else void vscode.window.showInformationMessage(summary);
+    return result;
+  } catch (err) {
+    if (err instanceof CancelledError) {
+      void vscode.window.showInformationMessage('Whittle: quantization cancelled; no output was left behind.');
+      return undefined;
+    }
+    throw err;
+  }
+}
+
+/** The Quantize… quick picks: mode, then the calibration method for static quantization. */
+async function pickQuantizeChoice(name: string): Promise<QuickQuantizeOptions | undefined> {
+  const title = `Whittle: quantize ${name}`;
+  const mode = await vscode.window.showQuickPick(
+    [
+      { label: 'Static int8 (QDQ)', detail: 'int8 weights and activations, calibrated on data: smallest and, on most CPUs, fastest', value: { mode: 'static' as const } },
+      { label: 'Weight-only int8', detail: 'int8 weights, float activations: about 4x smaller, accuracy nearly unchanged', value: { mode: 'weight-only' as const, bits: 8 as const } },
+      { label: 'Weight-only int4', detail: 'int4 weights in blocks of 32 (MatMulNBits): about 7x smaller for MatMul-heavy models', value: { mode: 'weight-only' as const, bits: 4 as const } },
+      { label: 'Dynamic int8', detail: 'int8 MatMul with activation scales computed at run time: for transformers and MLPs', value: { mode: 'dynamic' as const } },
+      { label: 'fp16', detail: 'half-precision weights: half the size; faster on GPUs, not on the CPU', value: { mode: 'fp16' as const } },
+    ],
+    { title: `${title}: mode`, placeHolder: 'how to quantize' },
+  );
+  if (!mode) return undefined;
+  if (mode.value.mode !== 'static') return mode.value;
+  const calibration = await vscode.window.showQuickPick(
+    [
+      { label: 'MinMax', detail: 'the full observed range', value: 'minmax' as const },
+      { label: 'Percentile', detail: 'clip the rare extremes (99.999th percentile of |x|)', value: 'percentile' as const },
+      { label: 'Entropy (KL)', detail: 'the range whose int8 histogram is closest to the float one', value: 'entropy' as const },
+      { label: 'MSE', detail: 'the clipping range with the least expected quantization error', value: 'mse' as const },
+    ],
+    { title: `${title}: calibration`, placeHolder: 'how activation ranges are chosen' },
+  );
+  if (!calibration) return undefined;
+  return { mode: 'static', calibration: calibration.value };
 }
 
 /** The comparison as Markdown. */

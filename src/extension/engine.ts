@@ -65,7 +65,7 @@ export class Engine implements vscode.Disposable {
    * A short request (histogram, tensor tile) on the shared worker; cancelling the token (the panel closed, the
    * user moved on) cancels it in the worker.
    */
-  request<K extends 'layerHistogram' | 'tensorTile'>(method: K, params: WorkerRequests[K]['params'], token?: vscode.CancellationToken): Promise<WorkerRequests[K]['result']> {
+  request<K extends 'layerHistogram' | 'tensorTile' | 'quantError'>(method: K, params: WorkerRequests[K]['params'], token?: vscode.CancellationToken): Promise<WorkerRequests[K]['result']> {
     const controller = new AbortController();
     const sub = token?.onCancellationRequested(() => controller.abort());
     if (token?.isCancellationRequested) controller.abort();

@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { FromInspectorEvent, InspectorHostRequests, InspectorWebviewRequests, ToInspectorEvent } from '../protocol/inspector';
+import { readOrigin } from '../core/origin';
 import { Disposable } from './dispose';
 import type { Engine } from './engine';
 import type { SensitivityView } from './sensitivityView';
@@ -27,6 +28,11 @@ class InspectorPanel extends Disposable {
   ) {
     super();
     const file = document.uri.fsPath;
+    const needOrigin = () => {
+      const origin = readOrigin(file);
+      if (!origin) throw new Error(`${path.basename(file)} has no source model to compare with (no Whittle run folder beside it)`);
+      return origin;
+    };
     // Cancels the worker requests still running when the panel closes (finished ones are left alone).
     const closing = new vscode.CancellationTokenSource();
     this._register({ dispose: () => (closing.cancel(), closing.dispose()) });
@@ -38,8 +44,10 @@ class InspectorPanel extends Disposable {
           getSummary: (_params, signal) => engine.inspect(file, tokenFor(signal)),
           // A stale tile (the user zoomed on) is dropped by the webview rather than cancelled here: cancelling a
           // request on the shared worker retires that worker, which would cost more than finishing the tile.
-          getHistogram: (params) => engine.request('layerHistogram', { file, ...params }, closing.token),
-          getTile: (params) => engine.request('tensorTile', { file, ...params }, closing.token),
+          getHistogram: ({ of, ...params }) => engine.request('layerHistogram', { file: of === 'source' ? needOrigin().source : file, ...params }, closing.token),
+          getTile: (params) => engine.request('tensorTile', { file, ...params, ...(params.mode === 'error' ? { source: needOrigin().source } : {}) }, closing.token),
+          getOrigin: () => readOrigin(file) ?? null,
+          getQuantError: ({ layer }) => engine.request('quantError', { file, source: needOrigin().source, layer }, closing.token),
         },
         (event) => {
           switch (event.type) {

@@ -51,8 +51,36 @@ export interface TensorTile {
   mode?: TileMode;
 }
 
-/** What a tile's cells hold: weight values (block means), or the fraction of nonzero (kept) weights per block. */
-export type TileMode = 'values' | 'mask';
+/**
+ * What a tile's cells hold: weight values (block means), the fraction of nonzero (kept) weights per block, or
+ * the quantization error (dequantized minus the source model's weight, block means).
+ */
+export type TileMode = 'values' | 'mask' | 'error';
+
+/** A quantized layer's weight error against the source model's (the Inspector's quantization-error view). */
+export interface QuantErrorSummary {
+  layer: string;
+  /** How the weight is stored, e.g. 'int8 per-channel'. */
+  format: string;
+  /** SQNR of the whole weight and per output channel, dB (999 when exact). */
+  sqnrDb: number;
+  channelSqnrDb: number[];
+  maxAbs: number;
+}
+
+/** Where a model written by Whittle came from: its run folder's recipe and report. */
+export interface ModelOrigin {
+  /** The source model's path. */
+  source: string;
+  /** The pass that wrote it (prune, quantize). */
+  pass: string;
+  /** A short description of the run (mode, sparsity). */
+  summary: string;
+  /** Static quantization: activation SQNR against the float model, worst first. */
+  activations?: Array<{ tensor: string; sqnrDb: number }>;
+  /** Structured pruning: per layer, the output channels removed (rows of the source weight). */
+  removedRows?: Record<string, number[]>;
+}
 
 /** What to sweep. */
 export interface AnalyzeParams {

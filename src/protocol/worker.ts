@@ -2,9 +2,10 @@ import type { Accumulator } from '../core/analysis/stats';
 import type { ModelSummary } from '../core/inspect';
 import type { EvalParams, EvalResult } from '../core/runtime/evaluate';
 import type { PruneParams, PruneResult } from '../core/passes/run';
+import type { QuantizeParams, QuantizeResult } from '../core/passes/quantize/run';
 import type { EpName } from '../core/runtime/ep';
 import type { EpProbe } from '../core/runtime/probe';
-import type { AnalyzeParams, AnalyzeResult, LayerDoneEvent, LayerHistogram, TensorTile, TileMode } from './analysis';
+import type { AnalyzeParams, AnalyzeResult, LayerDoneEvent, LayerHistogram, QuantErrorSummary, TensorTile, TileMode } from './analysis';
 import type { EventMessage } from './rpc';
 
 /** Requests the extension host (or CLI) makes of the compute worker. */
@@ -18,15 +19,19 @@ export type WorkerRequests = {
   /** Runs a model over a dataset and measures it (`whittle eval`); sends progress events. */
   evaluate: { params: EvalParams; result: EvalResult };
   /** A histogram of one layer's weight (or of `tensor`), with per-channel ranges (models are cached in the worker). */
-  layerHistogram: { params: { file: string; layer: string; tensor?: string; bins?: number }; result: LayerHistogram };
+  layerHistogram: { params: { file: string; layer: string; tensor?: string; bins?: number; range?: [number, number] }; result: LayerHistogram };
   /** A tile of a weight tensor as a 2-D matrix (out-channels x the rest); `stride` > 1 downsamples; `mode` 'mask' gives nonzero fractions. */
-  tensorTile: { params: { file: string; tensor: string; row: number; col: number; rows: number; cols: number; stride: number; mode?: TileMode }; result: TensorTile };
+  tensorTile: { params: { file: string; tensor: string; row: number; col: number; rows: number; cols: number; stride: number; mode?: TileMode; source?: string }; result: TensorTile };
+  /** A quantized layer's weight error against the same layer of `source`: SQNR overall and per channel. */
+  quantError: { params: { file: string; source: string; layer: string }; result: QuantErrorSummary };
   /** Per-layer pruning and quantization sweeps (`whittle analyze`); sends `layerDone` and progress events. */
   analyze: { params: AnalyzeParams & { noCache?: boolean }; result: AnalyzeResult };
   /** Partial statistics of tensor element ranges (one big tensor can be shared among workers). */
   weightStats: { params: { tasks: StatsTask[] }; result: Accumulator[] };
   /** Prunes a model, writes the run folder and measures before/after (`whittle prune`); sends progress events. */
   prune: { params: PruneParams; result: PruneResult };
+  /** Quantizes a model, writes the run folder, times it against the source and measures before/after (`whittle quantize`). */
+  quantize: { params: QuantizeParams; result: QuantizeResult };
 };
 
 /** One range of one tensor whose bytes the worker can reach without a copy. */

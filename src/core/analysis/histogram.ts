@@ -52,11 +52,32 @@ export function resolveTensor(model: OnnxModel, layerName: string, tensor?: stri
  * counts and the percentiles, and sums
  * squared deviations from the mean for a numerically sound std. NaN and ±Infinity are left out of every figure.
  */
-export function layerHistogram(model: OnnxModel, layer: string, tensor?: string, bins = 64): LayerHistogram {
+export function layerHistogram(model: OnnxModel, layer: string, tensor?: string, bins = 64, range?: [number, number]): LayerHistogram {
   if (!Number.isInteger(bins) || bins < 1 || bins > 1 << 16) throw new InputError(undefined, `bins must be a whole number from 1 to 65536, not ${bins}`);
   const { layer: owner, ref, axis } = resolveTensor(model, layer, tensor);
   if (!ref.numeric) throw new InputError(model.file, `tensor '${ref.name}' has element type ${ref.dtypeName}, which has no histogram`);
-  return { layer: owner?.name ?? layer, ...tensorHistogram(ref, axis, bins) };
+  if (range && !(Number.isFinite(range[0]) && Number.isFinite(range[1]) && range[0] < range[1])) throw new InputError(undefined, `histogram range must be two finite numbers, low < high, not [${range.join(', ')}]`);
+  const hist = { layer: owner?.name ?? layer, ...tensorHistogram(ref, axis, bins) };
+  // Two models' histograms drawn together need the same bins: count over the given range instead.
+  if (range) Object.assign(hist, rangeCounts(ref, bins, range));
+  return hist;
+}
+
+/**
+ * `bins` equal counts over [lo, hi], values outside clamped into the end bins (so no mass is hidden), and the
+ * edges; NaN and ±Infinity left out.
+ */
+function rangeCounts(ref: TensorRef, bins: number, [lo, hi]: [number, number]): { edges: number[]; counts: number[] } {
+  const counts = new Float64Array(bins);
+  const scale = bins / (hi - lo);
+  for (const chunk of ref.chunks(chunkSize)) {
+    for (let j = 0; j < chunk.length; j++) {
+      const v = chunk[j];
+      if (v - v !== 0) continue;
+      counts[Math.min(bins - 1, Math.max(0, Math.floor((v - lo) * scale)))]++;
+    }
+  }
+  return { edges: Array.from({ length: bins + 1 }, (_, i) => (i === bins ? hi : lo + ((hi - lo) * i) / bins)), counts: Array.from(counts) };
 }
 
 /** The histogram of one tensor, with channels along `axis` (see layerHistogram). */

@@ -3,6 +3,7 @@ import type { OnnxModel } from '../formats/onnx/model';
 import type { TensorRef } from '../model/tensorRef';
 import type { TensorTile, TileMode } from '../../protocol/analysis';
 import { channelLayout, resolveTensor } from './histogram';
+import { cachedQuantError } from './quantError';
 
 /** Float32 values and range of tensors already read, so that the tiles of one heatmap read a tensor once. */
 const cache = new WeakMap<TensorRef, { values: Float32Array; min: number; max: number }>();
@@ -33,16 +34,22 @@ function valuesOf(ref: TensorRef): { values: Float32Array; min: number; max: num
  * contiguous; 1 for MatMul's [K, N], so the view is transposed (row n is column n of the stored matrix). With
  * `stride` > 1 each value is the mean of a stride x stride block (clipped at the matrix edge); the tile itself
  * is clipped to the matrix. `tensor` is a tensor name, or a layer name for that layer's main weight. With
- * `mode` 'mask' each value is the fraction of nonzero (kept) weights in its block, and the range is [0, 1].
+ * `mode` 'mask' each value is the fraction of nonzero (kept) weights in its block, and the range is [0, 1];
+ * with 'error' (`tensor` a layer name) each value is the mean of dequantized - source weight in its block.
  */
-export function tensorTile(model: OnnxModel, tensor: string, row: number, col: number, rows: number, cols: number, stride = 1, mode: TileMode = 'values'): TensorTile {
+export function tensorTile(model: OnnxModel, tensor: string, row: number, col: number, rows: number, cols: number, stride = 1, mode: TileMode = 'values', source?: OnnxModel): TensorTile {
+  if (mode === 'error') {
+    if (!source) throw new InputError(model.file, 'a quantization-error tile needs the source model to compare with');
+    const e = cachedQuantError(model, source, tensor);
+    return tileOf(e.error, e.axis, row, col, rows, cols, stride, mode);
+  }
   const { ref, axis } = resolveTensor(model, tensor);
   return tileOf(ref, axis, row, col, rows, cols, stride, mode);
 }
 
 /** A tile of `ref` with its output channels along `axis` (see tensorTile). */
 export function tileOf(ref: TensorRef, axis: number, row: number, col: number, rows: number, cols: number, stride = 1, mode: TileMode = 'values'): TensorTile {
-  if (mode !== 'values' && mode !== 'mask') throw new InputError(undefined, `tile mode must be 'values' or 'mask', not '${String(mode)}'`);
+  if (mode !== 'values' && mode !== 'mask' && mode !== 'error') throw new InputError(undefined, `tile mode must be 'values', 'mask' or 'error', not '${String(mode)}'`);
   const mask = mode === 'mask';
   for (const [name, v] of Object.entries({ row, col, rows, cols })) {
     if (!Number.isSafeInteger(v) || v < 0) throw new InputError(undefined, `tile ${name} must be a whole number >= 0, not ${v}`);
@@ -100,5 +107,5 @@ export function tileOf(ref: TensorRef, axis: number, row: number, col: number, r
       out[y * outCols + x] = sums[x] / (h * w);
     }
   }
-  return { tensor: ref.name, matrixRows, matrixCols, row, col, rows: outRows, cols: outCols, stride, values: out.buffer, min: mask ? 0 : min, max: mask ? 1 : max, ...(mask ? { mode } : {}) };
+  return { tensor: ref.name, matrixRows, matrixCols, row, col, rows: outRows, cols: outCols, stride, values: out.buffer, min: mask ? 0 : min, max: mask ? 1 : max, ...(mode !== 'values' ? { mode } : {}) };
 }

@@ -23,4 +23,20 @@ export interface Layer {
    * transB=1, 1 for MatMul and Gemm with transB=0). Per-channel statistics and quantization use it.
    */
   outputAxis: number;
+  /**
+   * Set when `weight` is stored quantized and reaches the node through a DequantizeLinear: `weight` is then the
+   * integer initializer, and real values are (q - zeroPoint) * scale per `axis` (blocks of `blockSize` along
+   * it when > 0), as DequantizeLinear computes them.
+   */
+  quant?: LayerQuant;
+}
+
+/** How a layer's quantized weight dequantizes (see Layer.quant). */
+export interface LayerQuant {
+  /** The DequantizeLinear node. */
+  node: string;
+  scale: TensorRef;
+  zeroPoint?: TensorRef;
+  axis: number;
+  blockSize: number;
 }

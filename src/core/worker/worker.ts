@@ -3,16 +3,18 @@ import { layerHistogram } from '../analysis/histogram';
 import { runStatsTasks } from '../analysis/parallelStats';
 import { analyze } from '../analysis/sensitivity';
 import { tensorTile } from '../analysis/tiles';
+import { cachedQuantError } from '../analysis/quantError';
 import { inspectModel } from '../inspect';
 import { evaluate } from '../runtime/evaluate';
 import { probeEp } from '../runtime/probe';
 import { runPrune } from '../passes/run';
+import { runQuantize } from '../passes/quantize/run';
 import { ModelCache } from './modelCache';
 import { RpcEndpoint, type Handlers } from '../../protocol/rpc';
 import type { FromWorkerEvent, ToWorkerEvent, WorkerHostRequests, WorkerRequests } from '../../protocol/worker';
 
 /** Models the panels look into, kept open across their histogram and tile requests. */
-const models = new ModelCache(2);
+const models = new ModelCache(3);
 
 /** The compute worker: model reading now; onnxruntime sessions, sweeps and passes as they land. */
 const handlers: Handlers<WorkerRequests> = {
@@ -22,8 +24,13 @@ const handlers: Handlers<WorkerRequests> = {
   probeEp: ({ ep }) => probeEp(ep),
   evaluate: (params, signal) => evaluate(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   prune: (params, signal) => runPrune(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
-  layerHistogram: ({ file, layer, tensor, bins }) => layerHistogram(models.get(file), layer, tensor, bins),
-  tensorTile: ({ file, tensor, row, col, rows, cols, stride, mode }) => tensorTile(models.get(file), tensor, row, col, rows, cols, stride, mode),
+  quantize: (params, signal) => runQuantize(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
+  layerHistogram: ({ file, layer, tensor, bins, range }) => layerHistogram(models.get(file), layer, tensor, bins, range),
+  tensorTile: ({ file, tensor, row, col, rows, cols, stride, mode, source }) => tensorTile(models.get(file), tensor, row, col, rows, cols, stride, mode, source ? models.get(source) : undefined),
+  quantError: ({ file, source, layer }) => {
+    const { error: _values, axis: _axis, ...summary } = cachedQuantError(models.get(file), models.get(source), layer);
+    return summary;
+  },
   analyze: (params, signal) =>
     analyze(
       params,

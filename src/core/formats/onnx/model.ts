@@ -115,20 +115,34 @@ export class OnnxModel {
         for (const o of n.output) producers.set(o, n);
       }
       const direct = (name: string) => (name ? weights.get(name)?.ref : undefined);
+      // A weight stored quantized reaches its node through DequantizeLinear: the layer's weight is the integer initializer.
+      const dqs = new Map<TensorRef, NodeProto>();
+      const resolve = (name: string) => {
+        const ref = direct(name);
+        if (ref || !name) return ref;
+        const p = producers.get(name);
+        if (p?.opType !== 'DequantizeLinear' || (p.domain && p.domain !== 'ai.onnx' && p.domain !== 'com.microsoft')) return undefined;
+        const x = direct(p.input[0]);
+        if (x && direct(p.input[1])) dqs.set(x, p);
+        return x;
+      };
       g.node.forEach((n, index) => {
-        const layer = layerOf(n, direct, consumers, (name) => reshapedWeight(name, producers, direct));
+        const layer = n.opType === 'DequantizeLinear' ? layerOf(n, direct, consumers) : layerOf(n, resolve, consumers, (name) => reshapedWeight(name, producers, direct));
         if (layer) {
           let name = n.name || `${n.opType}_${index}`;
           while (names.has(name)) name += "'";
           names.add(name);
-          layers.push({ ...layer, name });
+          const dq = layer.kind !== 'other' ? dqs.get(layer.weight) : undefined;
+          const attr = (key: string) => dq?.attribute.find((a) => a.name === key)?.i;
+          const quant = dq && { node: dq.name, scale: direct(dq.input[1])!, zeroPoint: direct(dq.input[2] ?? ''), axis: Number(attr('axis') ?? 1), blockSize: Number(attr('block_size') ?? 0) };
+          layers.push({ ...layer, name, ...(quant ? { quant } : {}) });
         }
         for (const a of n.attribute) for (const sub of a.g ? [a.g, ...a.graphs] : a.graphs) visit(sub);
       });
     };
     visit(this.graph);
     // A weight that a recognised layer owns (through a Reshape, say) is not listed again under its Reshape.
-    const owned = new Set(layers.filter((l) => l.kind !== 'other').map((l) => l.weight));
+    const owned = new Set(layers.filter((l) => l.kind !== 'other').flatMap((l) => [l.weight, ...(l.quant ? [l.quant.scale, ...(l.quant.zeroPoint ? [l.quant.zeroPoint] : [])] : [])]));
     this.layerList = layers.filter((l) => l.kind !== 'other' || !Object.values(l.tensors).every((t) => owned.has(t)));
     return this.layerList;
   }

@@ -1,0 +1,351 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { writeFileAtomic } from '../../atomicWrite';
+import { InputError } from '../../errors';
+import { OnnxModel, isParameter } from '../../formats/onnx/model';
+import { sha256File, writeOnnx } from '../../formats/onnx/write';
+import type { EpName } from '../../runtime/ep';
+import { evaluate, type EvalResult, type Progress } from '../../runtime/evaluate';
+import { compareLatency, type LatencyComparison } from '../../runtime/timing';
+import { toolName, version } from '../../version';
+import { parseParams, type PassContext } from '../pass';
+import { externalFiles, gzipBytes, modelBytes, runFolder } from '../runFolder';
+import { normalizeQuantizeOptions, quantizePass } from './index';
+import type { QuantizeOptions, QuantizeReport, QuantLayerSummary } from './params';
+
+/** What `whittle quantize` takes: the pass's parameters (raw or parsed; validated here) and the run's own. */
+export interface QuantizeParams extends Partial<Omit<QuantizeOptions, 'exclude' | 'keepFp32' | 'bits'>> {
+  model: string;
+  bits?: 8 | 4 | '8' | '4';
+  exclude?: string[] | string;
+  keepFp32?: string[] | string;
+  /** Evaluation data (--data SPEC); also the calibration data unless `calibData` is given. */
+  data?: string;
+  /** Calibration data (--calib-data SPEC), e.g. `t10k-images-idx3-ubyte.gz#:512`. */
+  calibData?: string;
+  out?: string;
+  ep?: EpName;
+  limit?: number;
+  /** Calibration samples cap (default: `limit`). */
+  calibLimit?: number;
+  seed?: number;
+  shapes?: Record<string, number[]>;
+  /** `--max-drop`: how many quantize-and-evaluate tries the fallback may spend (default 8). */
+  maxTries?: number;
+}
+
+/** Accuracy (when labelled) and sample count of one model on the evaluation data. */
+export interface QuantFigures {
+  samples: number;
+  accuracy?: number;
+}
+
+/** One try of the accuracy-aware fallback: which layers stayed float and what it cost. */
+export interface FallbackTry {
+  float: string[];
+  dropPt: number;
+}
+
+/**
+ * The CLI contract object of a command that writes a model (DESIGN.md section 7), for quantize, plus the
+ * mode's own report: per-layer formats and weight SQNR, calibration, the preflight timing and the fallback.
+ * `sparsity` is the share of weight elements that are exactly zero in the source (quantization keeps them:
+ * symmetric weights map 0 to 0). `params` counts parameter elements, which quantization does not change.
+ */
+export interface QuantizeResult {
+  output: string;
+  sizeBytes: { before: number; after: number; gzip: number; gzipBefore: number };
+  params: { before: number; after: number };
+  sparsity: number;
+  metrics: {
+    before: QuantFigures;
+    after: QuantFigures;
+    top1Agreement?: number;
+    cosine?: number | string | null;
+    sqnrDb?: number | string | null;
+    accuracy?: { before: number; after: number; dropPt: number };
+  };
+  latencyMs: { before: number; after: number };
+  ep: string;
+  warnings: string[];
+  recipe: string;
+  report: string;
+  mode: QuantizeOptions['mode'];
+  layers: QuantLayerSummary[];
+  calibration?: QuantizeReport['calibration'];
+  weightBits?: QuantizeReport['weightBits'];
+  floatOps?: QuantizeReport['floatOps'];
+  activations?: Array<{ tensor: string; sqnrDb: number }>;
+  /** Latency of the written model against the source at batch 1, interleaved in one process, before this returns. */
+  preflight: LatencyComparison & { faster: boolean; advice?: string };
+  fallback?: { maxDropPt: number; reached: boolean; tries: FallbackTry[]; float: string[] };
+  data: string;
+  calibData: string;
+}
+
+/** Drop in accuracy points (or top-1 disagreement in points when the data has no labels). */
+function dropPt(before: EvalResult, after: EvalResult): number {
+  if (before.accuracy !== undefined && after.accuracy !== undefined) return round((before.accuracy - after.accuracy) * 100, 4);
+  return round((1 - (after.top1Agreement ?? 1)) * 100, 4);
+}
+
+function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+/**
+ * Quantizes a model and writes the run folder (`<model dir>/<name>.whittle/quantize-<stamp>/` or --out): the
+ * model with provenance, recipe.whittle.json, report.json (the contract object) and report.md, each
+ * atomically. With `maxDrop`, layers go back to float, worst first, until the evaluated drop holds or the
+ * tries run out; the best model found is always the one written. The source is only read; if anything fails,
+ * a run folder this call created is removed.
+ */
+export async function runQuantize(p: QuantizeParams, signal?: AbortSignal, progress: Progress = () => {}): Promise<QuantizeResult> {
+  checkMaxDrop(p);
+  const options = normalizeQuantizeOptions(parseParams<QuantizeOptions>(quantizePass.params, p as unknown as Record<string, unknown>));
+  const source = path.resolve(p.model);
+  const warnings: string[] = [];
+  const sourceModel = OnnxModel.open(source);
+  const { dir, created } = runFolder(source, 'quantize', p.out);
+  const out = path.join(dir, path.basename(source).replace(/\.onnx$/i, '') + '.onnx');
+  const data = p.data ?? 'random';
+  const calibData = p.calibData ?? data;
+  if (!p.data) warnings.push('no --data given: metrics were measured on random inputs, so accuracy is unknown and agreement only indicative');
+  const calibration = { data: calibData, limit: p.calibLimit ?? p.limit, seed: p.seed, shapes: p.shapes, ep: p.ep };
+  const common = { data, ep: p.ep, limit: p.limit, seed: p.seed, shapes: p.shapes };
+  const tryFiles: string[] = [];
+  try {
+    const sourceSha256 = sha256File(source);
+    const params = [...sourceModel.weights().values()].filter((w) => w.ref.numeric && isParameter(w.ref));
+    const paramCount = params.reduce((a, w) => a + w.ref.count, 0);
+    const zeros = params.reduce((a, w) => a + (w.ref.dtype === 1 ? countZeros(w.ref.toFloat32()) : 0), 0);
+    fs.mkdirSync(dir, { recursive: true });
+
+    /** Quantizes a fresh copy of the source with `float` layers kept in float, and writes it to `file`. */
+    const attempt = async (float: string[], file: string): Promise<{ model: OnnxModel; report: QuantizeReport; passWarnings: string[] }> => {
+      const model = OnnxModel.open(source);
+      const ctx: PassContext = { signal, progress, warnings: [], calibration };
+      const report = await quantizePass.apply(model, { ...options, exclude: [...options.exclude, ...float] }, ctx);
+      const recipe = recipeOf(source, sourceSha256, { ...report.params, exclude: [...options.exclude, ...float] });
+      writeOnnx(model, file, { provenance: { sourceSha256, recipe: JSON.stringify(recipe.steps) } });
+      return { model, report, passWarnings: ctx.warnings };
+    };
+
+    progress(undefined, 'quantizing');
+    let chosen = await attempt([], out);
+    progress(undefined, 'evaluating the original');
+    const before = await evaluate({ ...common, model: source }, signal, progress);
+    progress(undefined, 'evaluating the quantized model');
+    let after = await evaluate({ ...common, model: out, reference: source }, signal, progress);
+    let float: string[] = [];
+    let fallback: QuantizeResult['fallback'];
+
+    if (options.maxDrop !== undefined) {
+      const tries: FallbackTry[] = [{ float: [], dropPt: dropPt(before, after) }];
+      const ranking = rankForFallback(chosen.report, chosen.model);
+      const budget = p.maxTries ?? 8;
+      let best = { k: 0, drop: tries[0].dropPt };
+      const tryFloat = async (n: number): Promise<number> => {
+        const file = path.join(dir, `.try-${n}.onnx`);
+        tryFiles.push(file);
+        progress(undefined, `fallback: ${n} layer(s) in float`);
+        const t = await attempt(ranking.slice(0, n), file);
+        t.model.close();
+        const r = await evaluate({ ...common, model: file, reference: source }, signal, progress);
+        fs.rmSync(file, { force: true });
+        const drop = dropPt(before, r);
+        tries.push({ float: ranking.slice(0, n), dropPt: drop });
+        if (drop < best.drop || (drop <= options.maxDrop! && best.drop > options.maxDrop!)) best = { k: n, drop };
+        return drop;
+      };
+      // Double the number of float layers until the drop holds, then bisect between the last miss and the hit.
+      let lo = 0;
+      let hi: number | undefined = tries[0].dropPt <= options.maxDrop ? 0 : undefined;
+      let k = 1;
+      while (hi === undefined && tries.length < budget && k <= ranking.length) {
+        const drop = await tryFloat(k);
+        if (drop <= options.maxDrop) hi = k;
+        else lo = k;
+        k = Math.min(k * 2, ranking.length === k ? k + 1 : ranking.length);
+      }
+      while (hi !== undefined && hi - lo > 1 && tries.length < budget) {
+        const mid = (lo + hi) >> 1;
+        if ((await tryFloat(mid)) <= options.maxDrop) hi = mid;
+        else lo = mid;
+      }
+      const reached = hi !== undefined;
+      if (!reached) warnings.push(`--max-drop ${options.maxDrop}: no try reached it within ${tries.length} tries; the model written is the best found (${best.drop} pt drop with ${best.k} layer(s) in float)`);
+      float = ranking.slice(0, reached ? hi! : best.k);
+      if (float.length) {
+        chosen.model.close();
+        chosen = await attempt(float, out);
+        after = await evaluate({ ...common, model: out, reference: source }, signal, progress);
+      }
+      fallback = { maxDropPt: options.maxDrop, reached, tries, float };
+
+    }
+    for (const w of [...chosen.passWarnings, ...after.warnings]) if (!warnings.includes(w)) warnings.push(w);
+
+    progress(undefined, 'timing the quantized model against the original');
+    const written = OnnxModel.open(out);
+    let preflight: QuantizeResult['preflight'];
+    try {
+      const timing = await compareLatency(sourceModel, written, { ep: p.ep, shapes: p.shapes, signal });
+      preflight = { ...timing, faster: timing.ratio < 0.97, ...slowerAdvice(timing, options, sourceModel) };
+    } finally {
+      written.close();
+    }
+    if (preflight.advice) warnings.push(preflight.advice);
+
+    const outFiles = [out, ...externalFiles(chosen.model).filter((f) => f.startsWith(dir))];
+    const recipe = recipeOf(source, sourceSha256, { ...chosen.report.params, exclude: [...options.exclude, ...float] });
+    const result: QuantizeResult = {
+      output: out,
+      sizeBytes: { before: modelBytes(sourceModel), after: outFiles.reduce((a, f) => a + fs.statSync(f).size, 0), gzip: gzipBytes(outFiles), gzipBefore: gzipBytes([source, ...externalFiles(sourceModel)]) },
+      params: { before: paramCount, after: paramCount },
+      sparsity: paramCount ? zeros / paramCount : 0,
+      metrics: {
+        before: figures(before),
+        after: figures(after),
+        ...(after.top1Agreement !== undefined ? { top1Agreement: after.top1Agreement } : {}),
+        ...(after.cosine !== undefined ? { cosine: after.cosine } : {}),
+        ...(after.sqnrDb !== undefined ? { sqnrDb: after.sqnrDb } : {}),
+        ...(before.accuracy !== undefined && after.accuracy !== undefined ? { accuracy: { before: before.accuracy, after: after.accuracy, dropPt: dropPt(before, after) } } : {}),
+      },
+      latencyMs: { before: before.latencyMs.median, after: after.latencyMs.median },
+      ep: after.ep,
+      warnings,
+      recipe: path.join(dir, 'recipe.whittle.json'),
+      report: path.join(dir, 'report.json'),
+      mode: options.mode,
+      layers: chosen.report.layers,
+      ...(chosen.report.calibration ? { calibration: chosen.report.calibration } : {}),
+      ...(chosen.report.weightBits ? { weightBits: chosen.report.weightBits } : {}),
+      ...(chosen.report.floatOps ? { floatOps: chosen.report.floatOps } : {}),
+      ...(activationsOf(chosen.report) ? { activations: activationsOf(chosen.report) } : {}),
+      preflight,
+      ...(fallback ? { fallback } : {}),
+      data: after.data,
+      calibData,
+    };
+    chosen.model.close();
+    writeFileAtomic(result.recipe, JSON.stringify(recipe, null, 2) + '\n');
+    writeFileAtomic(path.join(dir, 'report.md'), quantizeMarkdown(result));
+    writeFileAtomic(result.report, JSON.stringify(result, null, 2) + '\n');
+    return result;
+  } catch (err) {
+    if (created) fs.rmSync(dir, { recursive: true, force: true });
+    else for (const f of tryFiles) fs.rmSync(f, { force: true });
+    throw err;
+  } finally {
+    sourceModel.close();
+  }
+}
+
+function figures(r: EvalResult): QuantFigures {
+  return { samples: r.samples, ...(r.accuracy !== undefined ? { accuracy: r.accuracy } : {}) };
+}
+
+function countZeros(v: Float32Array): number {
+  let z = 0;
+  for (let i = 0; i < v.length; i++) if (v[i] === 0) z++;
+  return z;
+}
+
+function recipeOf(source: string, sha256: string, params: Record<string, unknown>) {
+  return { tool: toolName, version, source: { file: source, sha256 }, steps: [{ pass: quantizePass.name, params }] };
+}
+
+/** Per-activation SQNR, when the mode measured it (static). */
+function activationsOf(report: QuantizeReport): Array<{ tensor: string; sqnrDb: number }> | undefined {
+  return (report as QuantizeReport & { activations?: Array<{ tensor: string; sqnrDb: number }> }).activations;
+}
+
+/**
+ * Quantized layers, worst first, for the fallback to return to float: by the SQNR of the layer's output
+ * activation when the mode measured it (what the next layers see), else by its weight's SQNR.
+ */
+export function rankForFallback(report: QuantizeReport, model: OnnxModel): string[] {
+  const acts = new Map((activationsOf(report) ?? []).map((a) => [a.tensor, a.sqnrDb]));
+  const outputOf = new Map(model.graph.node.map((n) => [n.name, n.output[0]]));
+  const score = (l: QuantLayerSummary) => {
+    const out = outputOf.get(l.layer);
+    const a = out === undefined ? undefined : [...acts.entries()].find(([t]) => t === out || t.startsWith(`${out}`))?.[1];
+    return a ?? l.sqnrDb ?? Infinity;
+  };
+  return report.layers
+    .filter((l) => l.format !== 'float')
+    .map((l) => ({ l, s: score(l) }))
+    .sort((a, b) => a.s - b.s || a.l.layer.localeCompare(b.l.layer))
+    .map((x) => x.l.layer);
+}
+
+/** Why a quantized model is not faster here, and what would help instead; nothing when it is faster. */
+function slowerAdvice(t: LatencyComparison, p: QuantizeOptions, model: OnnxModel): { advice?: string } {
+  if (t.ratio < 0.97) return {};
+  const ratio = `${t.ratio.toFixed(2)}x the original's latency on ${t.ep} (${t.candidateMs.toFixed(3)} ms against ${t.baselineMs.toFixed(3)} ms at batch 1)`;
+  const depthwise = model.graph.node.filter((n) => {
+    if (n.opType !== 'Conv') return false;
+    const g = Number(n.attribute.find((a) => a.name === 'group')?.i ?? 1);
+    return g > 1;
+  }).length;
+  const reasons: string[] = [];
+  if (t.ep !== 'cpu' && (p.mode === 'static' || p.mode === 'dynamic')) reasons.push(`int8 QDQ models run through dequantize on ${t.ep} without TensorRT`);
+  if (p.mode === 'static' && depthwise) reasons.push(`its ${depthwise} depthwise or grouped convolutions: onnxruntime's int8 depthwise kernel is slower than its fp32 one`);
+  if (p.mode === 'fp16' && t.ep === 'cpu') reasons.push('the CPU provider computes fp16 models in fp32 after casting at load, so fp16 only halves the file');
+  if (p.mode === 'weight-only' && p.bits === 8) reasons.push('weight-only int8 dequantizes the weights at run time; it saves size, not time');
+  if (p.mode === 'dynamic') reasons.push('dynamic quantization computes activation scales at every run');
+  const instead = 'For a smaller file, weight-only int8 or fp16 keep the fp32 kernels; for speed, structured channel pruning (whittle prune --structured channels) shrinks the compute itself.';
+  return { advice: `Preflight: the quantized model is ${t.ratio < 1.03 ? 'no faster' : 'slower'} here: ${ratio}${reasons.length ? `, because of ${reasons.join('; and ')}` : ''}. ${instead}` };
+}
+
+/** report.md: the run in a readable table. */
+export function quantizeMarkdown(r: QuantizeResult): string {
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  const kb = (x: number) => `${(x / 1024).toFixed(1)} KiB`;
+  const m = r.metrics;
+  const db = (x: number | undefined) => (x === undefined ? '' : Number.isFinite(x) ? x.toFixed(1) : 'exact');
+  return [
+    `# Quantize (${r.mode}): ${path.basename(r.output)}`,
+    '',
+    `Evaluation data: ${r.data}; calibration data: ${r.calibData}; execution provider: ${r.ep}.`,
+    ...(r.weightBits ? ['', `Weights: ${r.weightBits.bits}-bit (${r.weightBits.reason}).`] : []),
+    '',
+    '| | before | after |',
+    '|---|---:|---:|',
+    `| file size | ${kb(r.sizeBytes.before)} | ${kb(r.sizeBytes.after)} |`,
+    `| gzip -9 | ${kb(r.sizeBytes.gzipBefore)} | ${kb(r.sizeBytes.gzip)} |`,
+    ...(m.accuracy ? [`| accuracy | ${pct(m.accuracy.before)} | ${pct(m.accuracy.after)} |`] : []),
+    `| latency median (batch 1, evaluation) | ${r.latencyMs.before.toFixed(3)} ms | ${r.latencyMs.after.toFixed(3)} ms |`,
+    `| preflight latency, interleaved | ${r.preflight.baselineMs.toFixed(3)} ms | ${r.preflight.candidateMs.toFixed(3)} ms (${r.preflight.ratio.toFixed(2)}x) |`,
+    '',
+    [m.top1Agreement !== undefined ? `Top-1 agreement with the original: ${pct(m.top1Agreement)}.` : '', m.cosine !== undefined ? `Cosine of the first output: ${m.cosine}.` : '', m.sqnrDb !== undefined ? `SQNR: ${m.sqnrDb} dB.` : ''].filter(Boolean).join(' '),
+    ...(r.preflight.advice ? ['', `> ${r.preflight.advice}`] : []),
+    ...(r.fallback
+      ? [
+          '',
+          `## Accuracy-aware fallback (max drop ${r.fallback.maxDropPt} pt): ${r.fallback.reached ? 'reached' : 'not reached'}`,
+          '',
+          `Layers kept in float: ${r.fallback.float.length ? r.fallback.float.join(', ') : 'none'} (ranked worst first by ${r.activations ? 'output activation SQNR' : 'weight SQNR'}).`,
+          '',
+          '| try | layers in float | drop (pt) |',
+          '|---:|---:|---:|',
+          ...r.fallback.tries.map((t, i) => `| ${i + 1} | ${t.float.length} | ${t.dropPt} |`),
+        ]
+      : []),
+    ...(r.floatOps && Object.keys(r.floatOps).length ? ['', `Ops that stayed float in onnxruntime's optimized graph: ${Object.entries(r.floatOps).map(([op, n]) => `${op} x${n}`).join(', ')}.`] : []),
+    '',
+    '| layer | op | weight | format | bits | granularity | weight SQNR (dB) | note |',
+    '|---|---|---|---|---:|---|---:|---|',
+    ...r.layers.map((l) => `| ${l.layer} | ${l.op} | ${l.weight} | ${l.format} | ${l.bits ?? ''} | ${l.granularity ?? ''} | ${db(l.sqnrDb)} | ${l.reason ?? ''} |`),
+    ...(r.activations?.length ? ['', '## Activation SQNR, worst first', '', '| tensor | SQNR (dB) |', '|---|---:|', ...r.activations.slice(0, 30).map((a) => `| ${a.tensor} | ${db(a.sqnrDb)} |`)] : []),
+    ...(r.warnings.length ? ['', '## Warnings', '', ...r.warnings.map((w) => `- ${w}`)] : []),
+    '',
+  ].join('\n');
+}
+
+/** Checks a `--max-drop` run can measure a drop at all. */
+export function checkMaxDrop(p: QuantizeParams): void {
+  if (p.maxDrop !== undefined && !p.data) throw new InputError(undefined, '--max-drop needs --data: the drop is measured on it');
+}
