@@ -306,8 +306,8 @@ function formatPrune(r: PruneResult): string {
     ...(m.accuracy ? [row('accuracy', pct(m.accuracy.before), pct(m.accuracy.after))] : []),
     row('latency median (ms)', r.latencyMs.before.toFixed(3), r.latencyMs.after.toFixed(3)),
     m.top1Agreement !== undefined ? `  top-1 agreement with the original ${pct(m.top1Agreement)}, cosine ${m.cosine}` : '',
-    '  layers:',
     ...(r.structured ? [`  structured: ${r.structured.groups.length} channel groups pruned, ${r.structured.skipped.length} skipped (see report.md); importance ${r.structured.importance}`] : []),
+    '  layers:',
     ...r.layers.map((l) => `    ${l.layer.padEnd(width)}  ${l.op.padEnd(7)} ${pct(l.sparsity).padStart(8)}  (${formatCount(l.zeros)} of ${formatCount(l.params)}${l.shapeBefore ? ` removed; ${l.shapeBefore.join('x')} -> ${l.shape.join('x')}` : ''})`),
     ...r.warnings.map((w) => `  warning: ${w}`),
   ].filter(Boolean).join('\n');

@@ -7,6 +7,7 @@ import { toBinary } from '@bufbuild/protobuf';
 import { ModelProtoSchema } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
 import { InputError } from '../../src/core/errors';
+import { valueInfo } from '../../src/core/formats/onnx/build';
 import { replaceTensorData } from '../../src/core/formats/onnx/edit';
 import { OnnxModel } from '../../src/core/formats/onnx/model';
 import { parseParams } from '../../src/core/passes/pass';
@@ -245,6 +246,23 @@ describe('structured pruning: physical shrinking', () => {
       }
       if (producer === '/mix/Conv') assert.equal(Number(m.graph.node.find((n) => n.name === '/dw/Conv')!.attribute.find((a) => a.name === 'group')!.i), 96 - units.length);
     }
+  });
+
+  test('value_info of a shrunk activation gets its new width; unrelated entries stay', async () => {
+    const m = cnn();
+    m.graph.valueInfo.push(valueInfo('stem_bn', 1, [1, 32, 64, 64]), valueInfo('pool1', 1, [1, 32, 32, 32]), valueInfo('b1_bn1', 1, [1, 32, 32, 32]), valueInfo('flat', 1, [1, 512]));
+    const cg = findGroups(m);
+    cg.shrink(new Map([[byProducer(cg, '/stem/Conv').id, [0, 1]], [byProducer(cg, '/pw/Conv').id, [5]]]));
+    const dims = (name: string) => {
+      const vi = m.graph.valueInfo.find((v) => v.name === name)!;
+      return vi.type!.value.case === 'tensorType' ? vi.type!.value.value.shape!.dim.map((d) => Number(d.value.value)) : [];
+    };
+    assert.deepEqual(dims('stem_bn'), [1, 30, 64, 64]);
+    assert.deepEqual(dims('pool1'), [1, 30, 32, 32]);
+    assert.deepEqual(dims('b1_bn1'), [1, 32, 32, 32]);
+    assert.deepEqual(dims('flat'), [1, 508]);
+    const got = await run(bytesOf(m), 'input', resnetLikeInput);
+    assert.deepEqual(got.logits.dims, [1, 10]);
   });
 
   test('ultraface: removing dead channels leaves both outputs unchanged (depthwise, RFB concat + residual Add)', { skip: noSharedData }, async () => {

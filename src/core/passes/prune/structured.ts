@@ -652,8 +652,16 @@ export class ChannelGraph {
       graph.initializer.push(int64Tensor(name, [2], [first, -1]));
       node.input[1] = name;
     }
-    const changed = new Set([...this.tracks].filter(([, t]) => t.map.some(isGone)).map(([v]) => v));
-    graph.valueInfo = graph.valueInfo.filter((v) => !changed.has(v.name));
+    // value_info of a changed activation gets its new channel width; one whose shape does not match is dropped.
+    graph.valueInfo = graph.valueInfo.filter((vi) => {
+      const t = this.tracks.get(vi.name);
+      if (!t || !t.map.some(isGone)) return true;
+      const dims = vi.type?.value.case === 'tensorType' ? vi.type.value.value.shape?.dim : undefined;
+      const d = dims?.length === t.rank ? dims[t.axis] : undefined;
+      if (!d || d.value.case !== 'dimValue' || Number(d.value.value) !== t.map.length * t.block) return false;
+      d.value.value = BigInt(t.map.filter((e) => !isGone(e)).length * t.block);
+      return true;
+    });
     return out;
   }
 }
@@ -874,6 +882,10 @@ export async function structuredApply(model: OnnxModel, p: PruneOptions, ctx: Pa
     const layer: LayerPruneSummary = { layer: l.name, op: l.op, weight: l.weight.name, shape: c.after, shapeBefore: c.before, params, zeros: params - after, zerosBefore: 0, sparsity: (params - after) / params };
     report.layers.push(layer);
     report.masks.push(structuredMask(l.name, l.weight.name, c));
+  }
+  const odd = report.structured!.groups.filter((g) => g.kept % 8 !== 0 && g.channels % 8 === 0).length;
+  if (multiple === 1 && odd > 0) {
+    ctx.warnings.push(`${odd} group(s) keep a channel count that is not a multiple of 8; onnxruntime's blocked CPU conv kernels want multiples of 8, so the model can run slower than its size suggests (try --channel-multiple 8)`);
   }
   for (const s of skipped) ctx.warnings.push(`channel group skipped (${s.members.slice(0, 3).join(', ')}${s.members.length > 3 ? ', ...' : ''}): ${s.reason}`);
   return report;
