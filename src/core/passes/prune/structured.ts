@@ -153,6 +153,7 @@ export class ChannelGraph {
   /** Group id of each element root, and each group's channel roots in order. */
   private groupOfRoot = new Map<number, number>();
   private unitsOf: number[][] = [];
+  private slicesOf: Slice[][] = [];
 
   constructor(private readonly model: OnnxModel) {
     this.shapes = inferShapes(model.proto);
@@ -495,27 +496,35 @@ export class ChannelGraph {
       }
     });
     this.unitsOf = units;
+    // One pass over each slice and activation: the groups it touches, with the slice's offset and count in each.
+    const membersOf: GroupMember[][] = units.map(() => []);
+    const nodesOf: Array<Set<string>> = units.map(() => new Set());
+    this.slicesOf = units.map(() => []);
+    for (const s of this.slices) {
+      const seen = new Map<number, { offset: number; count: number }>();
+      s.map.forEach((e, j) => {
+        const gid = this.groupOfRoot.get(roots[e])!;
+        const at = seen.get(gid);
+        if (at) at.count++;
+        else seen.set(gid, { offset: j * s.block, count: 1 });
+      });
+      for (const [gid, { offset, count }] of seen) {
+        membersOf[gid].push({ tensor: s.tensor, axis: s.axis, offset, count, block: s.block, role: s.role, node: s.node });
+        nodesOf[gid].add(s.node);
+        this.slicesOf[gid].push(s);
+      }
+    }
+    const valuesOf: string[][] = units.map(() => []);
+    for (const [v, t] of this.tracks) for (const gid of new Set(Array.from(t.map, (e) => this.groupOfRoot.get(roots[e])!))) valuesOf[gid].push(v);
     for (let gid = 0; gid < units.length; gid++) {
       const producers = this.producers.filter((_, p) => groupOfProducer[p] === gid);
       const reasons = new Set<string>();
       for (const p of producers) for (let e = p.first; e < p.first + p.count; e++) {
         for (const r of this.blocked.get(e) ?? []) reasons.add(r);
       }
-      const members: GroupMember[] = [];
-      const nodes = new Set(producers.filter((p) => !p.node.startsWith('(')).map((p) => p.node));
-      for (const s of this.slices) {
-        let offset = -1;
-        let count = 0;
-        s.map.forEach((e, j) => {
-          if (this.groupOfRoot.get(roots[e]) !== gid) return;
-          if (offset < 0) offset = j * s.block;
-          count++;
-        });
-        if (count === 0) continue;
-        members.push({ tensor: s.tensor, axis: s.axis, offset, count, block: s.block, role: s.role, node: s.node });
-        nodes.add(s.node);
-      }
-      const values = [...this.tracks].filter(([, t]) => t.map.some((e) => this.groupOfRoot.get(roots[e]) === gid)).map(([v]) => v);
+      const members = membersOf[gid];
+      const nodes = new Set([...producers.filter((p) => !p.node.startsWith('(')).map((p) => p.node), ...nodesOf[gid]]);
+      const values = valuesOf[gid];
       if (units[gid].length < 2 && reasons.size === 0) reasons.add('it has a single channel');
       this.groups.push({
         id: gid,
@@ -535,7 +544,7 @@ export class ChannelGraph {
 
   /** The slices a group's member list came from. */
   private groupSlices(gid: number): Slice[] {
-    return this.slices.filter((s) => s.map.some((e) => this.groupOfRoot.get(this.uf.find(e)) === gid));
+    return this.slicesOf[gid];
   }
 
   /**
