@@ -285,6 +285,26 @@ describe('structured pruning: physical shrinking', () => {
     }
   });
 
+  test('msra segmentation CNN: removing dead channels of its residual groups leaves the mask unchanged', { skip: noSharedData }, async () => {
+    const file = path.join(sharedData ?? '', 'models', 'onnx-msra-190729-teams', 'msra_190729.onnx');
+    const src = fs.readFileSync(file);
+    const residual = findGroups(OnnxModel.fromBytes(src, file)).groups.filter((g) => g.prunable && g.producers.length >= 2);
+    assert.ok(residual.length >= 4, `${residual.length} residual groups`);
+    for (const r of residual.slice(0, 4)) {
+      const m = OnnxModel.fromBytes(src, file);
+      const cg = findGroups(m);
+      const units = [0, r.channels - 1];
+      killChannels(m, cg, r.id, units);
+      const want = await run(bytesOf(m), 'bgrm', [1, 4, 64, 64]);
+      cg.shrink(new Map([[r.id, units]]));
+      const got = await run(bytesOf(m), 'bgrm', [1, 4, 64, 64]);
+      for (const [name, t] of Object.entries(want)) {
+        const d = maxDiff(got[name], t);
+        assert.ok(d <= 1e-5, `${r.producers.join(',')} ${name}: moved by ${d}`);
+      }
+    }
+  });
+
   test('30% of the channels of the generated CNN: a smaller, faster-shaped model that runs, checks and leaves the source alone', async () => {
     const folder = path.join(dir, 'cnn30');
     fs.mkdirSync(folder, { recursive: true });
