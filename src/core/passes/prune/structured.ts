@@ -773,6 +773,8 @@ export function keptCount(n: number, removeFraction: number, multiple = 1): numb
  * `--structured channels`: finds the dependency groups, skips the ones that cannot be pruned (with the reason in
  * the report and a warning), ranks each group's channels by importance, removes `sparsity` of them (per group,
  * or by one global ranking with `--scope global`) and shrinks every member tensor. Edits the model in place.
+ * An excluded layer keeps its weight whole, so both the group of its output channels and the group feeding its
+ * input channels are left alone.
  */
 export async function structuredApply(model: OnnxModel, p: PruneOptions, ctx: PassContext): Promise<PruneReport> {
   if (p.sparsity === undefined) throw new InputError(undefined, 'option --sparsity is required with --structured channels (the fraction of channels to remove per group)');
