@@ -125,7 +125,7 @@ const commands: Record<string, Command> = {
     },
   },
   prune: {
-    usage: 'prune <model> --sparsity S [--scope layer|global] [--pattern 2:4] [--exclude A,B] [--data D]',
+    usage: 'prune <model> --sparsity S [--scope layer|global] [--pattern 2:4] [--structured channels] [--exclude A,B] [--data D]',
     summary: 'magnitude pruning (per layer, global or N:M) into a new model, measured before and after',
     flags: flagSpecs(prunePass.params),
     run: ({ positionals, flags }) => {
@@ -335,8 +335,9 @@ function formatPrune(r: PruneResult): string {
     ...(m.accuracy ? [row('accuracy', pct(m.accuracy.before), pct(m.accuracy.after))] : []),
     row('latency median (ms)', r.latencyMs.before.toFixed(3), r.latencyMs.after.toFixed(3)),
     m.top1Agreement !== undefined ? `  top-1 agreement with the original ${pct(m.top1Agreement)}, cosine ${m.cosine}` : '',
+    ...(r.structured ? [`  structured: ${r.structured.groups.length} channel groups pruned, ${r.structured.skipped.length} skipped (see report.md); importance ${r.structured.importance}`] : []),
     '  layers:',
-    ...r.layers.map((l) => `    ${l.layer.padEnd(width)}  ${l.op.padEnd(7)} ${pct(l.sparsity).padStart(8)}  (${formatCount(l.zeros)} of ${formatCount(l.params)})`),
+    ...r.layers.map((l) => `    ${l.layer.padEnd(width)}  ${l.op.padEnd(7)} ${pct(l.sparsity).padStart(8)}  (${formatCount(l.zeros)} of ${formatCount(l.params)}${l.shapeBefore ? ` removed; ${l.shapeBefore.join('x')} -> ${l.shape.join('x')}` : ''})`),
     ...r.warnings.map((w) => `  warning: ${w}`),
   ].filter(Boolean).join('\n');
 }

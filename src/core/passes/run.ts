@@ -22,8 +22,6 @@ export interface PruneParams extends Partial<Omit<PruneOptions, 'exclude'>> {
   limit?: number;
   seed?: number;
   shapes?: Record<string, number[]>;
-  /** Planned (structured channel pruning): accepted by the schema so it is rejected loudly, not ignored. */
-  structured?: string;
 }
 
 /** Accuracy and sample count of one model on the data. */
@@ -62,6 +60,8 @@ export interface PruneResult {
   layers: LayerPruneSummary[];
   /** `--scope sensitivity`: the per-layer sparsities chosen from the analysis curves. */
   allocation?: PruneReport['allocation'];
+  /** `--structured channels`: the channel groups pruned and skipped. Then `params.after` counts the written file's parameters, `sparse` is the file size (nothing is left to encode sparsely), and `sparsity` is the fraction of the pruned layers' elements removed. */
+  structured?: PruneReport['structured'];
   data: string;
 }
 
@@ -119,12 +119,14 @@ export async function runPrune(p: PruneParams, signal?: AbortSignal, progress: P
     const after: EvalResult = await evaluate({ ...common, model: out, reference: source }, signal, progress);
     for (const w of after.warnings) if (!warnings.includes(w)) warnings.push(w);
 
+    // Structured pruning removes elements instead of zeroing them: count what the written file holds.
+    const paramsAfter = report.structured ? countParams(written.file) : undefined;
     const zerosAdded = report.layers.reduce((a, l) => a + l.zeros - l.zerosBefore, 0);
     const pruned = report.layers.reduce((a, l) => a + l.params, 0);
     const result: PruneResult = {
       output: out,
-      sizeBytes: { before: beforeBytes, after: afterBytes, gzip: gzipBytes(outFiles), gzipBefore: gzipBytes(sourceFiles), sparse: afterBytes - dense + csr },
-      params: { before: paramCount, after: paramCount - zerosAdded },
+      sizeBytes: { before: beforeBytes, after: afterBytes, gzip: gzipBytes(outFiles), gzipBefore: gzipBytes(sourceFiles), sparse: report.structured ? afterBytes : afterBytes - dense + csr },
+      params: { before: paramCount, after: paramsAfter ?? paramCount - zerosAdded },
       sparsity: report.layers.reduce((a, l) => a + l.zeros, 0) / pruned,
       metrics: {
         before: { samples: before.samples, ...(before.accuracy !== undefined ? { accuracy: before.accuracy } : {}) },
@@ -142,6 +144,7 @@ export async function runPrune(p: PruneParams, signal?: AbortSignal, progress: P
       report: path.join(dir, 'report.json'),
       layers: report.layers,
       ...(report.allocation ? { allocation: report.allocation } : {}),
+      ...(report.structured ? { structured: report.structured } : {}),
       data: after.data,
     };
     writeFileAtomic(result.recipe, recipeText);
@@ -156,9 +159,35 @@ export async function runPrune(p: PruneParams, signal?: AbortSignal, progress: P
   }
 }
 
+/** Parameter elements of a model file (numeric, non-index tensors). */
+function countParams(file: string): number {
+  const m = OnnxModel.open(file);
+  try {
+    return [...m.weights().values()].filter((w) => w.ref.numeric && isParameter(w.ref)).reduce((a, w) => a + w.ref.count, 0);
+  } finally {
+    m.close();
+  }
+}
+
 function round(x: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
+}
+
+/** report.md's structured section: each pruned channel group, then the skipped ones with their reasons. */
+function structuredMarkdown(s: NonNullable<PruneResult['structured']>): string[] {
+  const list = (m: string[]) => (m.length > 6 ? [...m.slice(0, 6), `... (${m.length} members)`] : m).join(', ');
+  return [
+    '',
+    `Structured channel pruning (importance ${s.importance}): ${s.groups.length} dependency group(s) pruned, ${s.skipped.length} skipped. The layer table shows the new shapes; "zeros" there counts removed elements.`,
+    '',
+    '| group | channels | kept | removed | members |',
+    '|---:|---:|---:|---|---|',
+    ...s.groups.map((g, i) => `| ${i + 1} | ${g.channels} | ${g.kept} | ${g.removed.length > 12 ? `${g.removed.slice(0, 12).join(', ')}, ...` : g.removed.join(', ')} | ${list(g.members)} |`),
+    ...(s.skipped.length
+      ? ['', '| skipped group | reason |', '|---|---|', ...s.skipped.map((k) => `| ${list(k.members)} | ${k.reason.replace(/\|/g, '\\|')} |`)]
+      : []),
+  ];
 }
 
 /** report.md: the run in a readable table. */
@@ -187,6 +216,7 @@ export function reportMarkdown(r: PruneResult): string {
     '| layer | op | weight | shape | params | zeros | sparsity |',
     '|---|---|---|---|---:|---:|---:|',
     ...r.layers.map((l) => `| ${l.layer} | ${l.op} | ${l.weight} | ${l.shape.join('x')} | ${l.params} | ${l.zeros} | ${pct(l.sparsity)} |`),
+    ...(r.structured ? structuredMarkdown(r.structured) : []),
     ...(r.allocation
       ? [
           '',

@@ -525,6 +525,14 @@ const slice: Rule = (c) => {
   return [{ shape: { dtype: x.dtype, shape }, value }];
 };
 
+/** ConstantOfShape: the shape is input 0's values; the element type is that of `value` (float32 when absent). */
+const constantOfShape: Rule = (c) => {
+  const dims = c.value(0);
+  if (!dims) return [];
+  const t = attr(c.node, 'value')?.t;
+  return [{ shape: { dtype: t?.dataType ?? FLOAT, shape: dims } }];
+};
+
 const constant: Rule = (c) => {
   const n = c.node;
   const t = attr(n, 'value')?.t;
@@ -578,4 +586,5 @@ const rules: Record<string, Rule> = {
   Upsample: resize,
   Slice: slice,
   Constant: constant,
+  ConstantOfShape: constantOfShape,
 };

@@ -6,6 +6,7 @@ import type { OnnxModel } from '../../formats/onnx/model';
 import type { Layer } from '../../model/layers';
 import type { Pass, PassContext, PassReport, ParamSpec } from '../pass';
 import { allocateSparsity, costCurve } from './allocate';
+import { structuredApply, type StructuredSummary } from './structured';
 import { inputNorms, wandaPrune } from './wanda';
 
 /** Parsed parameters of the prune pass. */
@@ -21,6 +22,12 @@ export interface PruneOptions {
   pattern: string;
   /** Layer (or weight) names to leave dense. */
   exclude: string[];
+  /** 'channels': remove whole channels with their dependency groups (structured.ts) instead of zeroing weights. */
+  structured?: 'channels';
+  /** Structured: how channels are ranked. */
+  importance?: 'l1' | 'l2' | 'bn' | 'activation';
+  /** Structured: round each group's kept channel count to a multiple of this. */
+  channelMultiple?: number;
 }
 
 /** What one pruned layer ended up with. */
@@ -29,9 +36,11 @@ export interface LayerPruneSummary {
   op: string;
   weight: string;
   shape: number[];
-  /** Elements of the weight. */
+  /** Structured pruning: the shape before channels were removed (`shape` is then the new one). */
+  shapeBefore?: number[];
+  /** Elements of the weight (before structured pruning). */
   params: number;
-  /** Zero elements after pruning (zeros already there included). */
+  /** Zero elements after pruning (zeros already there included); structured pruning: elements removed. */
   zeros: number;
   /** Zeros before pruning, so the pass's own effect is zeros - zerosBefore. */
   zerosBefore: number;
@@ -48,6 +57,9 @@ export interface PruneMask {
   weight: string;
   shape: number[];
   kept: Uint8Array;
+  /** Structured pruning: the removed output rows (axis 0) and input columns (axis 1), in the original indexing; `shape` and `kept` are the original's. */
+  removedRows?: number[];
+  removedCols?: number[];
 }
 
 /** How `--scope sensitivity` chose a layer's sparsity from its analysis curve. */
@@ -65,6 +77,8 @@ export interface PruneReport extends PassReport {
   /** `--scope sensitivity`: the allocation, with the analysis metric it minimised. */
   allocation?: { metricName: string; data: string; samples: number; layers: SensitivityChoice[] };
   masks: PruneMask[];
+  /** `--structured channels`: the groups pruned and the ones skipped, with reasons. */
+  structured?: StructuredSummary;
 }
 
 /** How a weight's input dimension lies in memory, for N:M groups: `outIn` = axis 1 of [O, I, ...], `inOut` = every axis but the last of [..., O]. */
@@ -92,7 +106,9 @@ export const pruneParams: ParamSpec[] = [
     },
   },
   { name: 'exclude', type: 'list', default: [], placeholder: 'LAYERS', help: 'comma-separated layer names to leave dense' },
-  { name: 'structured', type: 'enum', choices: ['channels'], planned: ['channels'], placeholder: 'KIND', help: 'structured pruning that removes whole channels' },
+  { name: 'structured', type: 'enum', choices: ['channels'], placeholder: 'KIND', help: 'structured pruning that removes whole channels (with their dependency groups), so the model really shrinks; --sparsity is then the fraction of channels removed per group' },
+  { name: 'importance', type: 'enum', choices: ['l1', 'l2', 'bn', 'activation'], default: 'l1', placeholder: 'KIND', help: 'structured: channel ranking by L1 or L2 norm of the group\'s weights, BatchNormalization |gamma|, or mean |activation| on --data' },
+  { name: 'channelMultiple', type: 'number', min: 1, default: 1, placeholder: 'N', help: 'structured: round each group\'s kept channel count to a multiple of N', check: (v) => (Number.isInteger(v) ? undefined : `must be a whole number, not ${String(v)}`) },
 ];
 
 /** Layer kinds whose main weight the pass prunes. */
@@ -307,6 +323,7 @@ export const prunePass: Pass<PruneOptions, PruneReport> = {
   summary: 'unstructured (magnitude or Wanda; per layer, global or sensitivity-guided) or N:M semi-structured pruning of Conv, Gemm and MatMul weights',
   params: pruneParams,
   async apply(model, p, ctx) {
+    if (p.structured === 'channels') return structuredApply(model, p, ctx);
     const nm = p.pattern !== 'none' ? patternRe.exec(p.pattern) : null;
     const [n, m] = nm ? [Number(nm[1]), Number(nm[2])] : [0, 0];
     if (nm && p.sparsity !== undefined && Math.abs(p.sparsity - (1 - n / m)) > 1e-9) {
