@@ -311,7 +311,8 @@ describe('structured pruning: physical shrinking', () => {
     const file = path.join(folder, 'cnn.onnx');
     fs.writeFileSync(file, buildResnetLike());
     const srcBytes = fs.readFileSync(file);
-    const r = await runPrune({ model: file, structured: 'channels', sparsity: 0.3, limit: 4 });
+    // Exact counts (--channel-multiple 1) so the shapes below follow from 30%; the default rounds to multiples of 8.
+    const r = await runPrune({ model: file, structured: 'channels', sparsity: 0.3, channelMultiple: 1, limit: 4 });
     assert.deepEqual(fs.readFileSync(file), srcBytes);
     const ratio = r.params.after / r.params.before;
     // Inner convs lose 30% of inputs and of outputs (0.7^2 ~ 0.49); the input and logits layers keep one side.

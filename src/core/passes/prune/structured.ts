@@ -783,7 +783,7 @@ export async function structuredApply(model: OnnxModel, p: PruneOptions, ctx: Pa
   if (p.scope === 'sensitivity') throw new InputError(undefined, '--scope sensitivity is not available with --structured channels (use layer or global)');
   if (p.minSparsity > p.maxSparsity) throw new InputError(undefined, `--min-sparsity ${p.minSparsity} is above --max-sparsity ${p.maxSparsity}`);
   const importance = p.importance ?? 'l1';
-  const multiple = p.channelMultiple ?? 1;
+  const multiple = p.channelMultiple ?? 8;
   ctx.progress?.(undefined, 'finding channel dependency groups');
   const cg = findGroups(model);
   const weights = model.weights();
