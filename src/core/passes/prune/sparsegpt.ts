@@ -270,8 +270,12 @@ interface Plan {
   perm?: Int32Array;
 }
 
-/** The largest input dimension SparseGPT takes on: its d x d Float64 Hessians and the O(d³) factorisations. */
-const maxColumns = 8192;
+/**
+ * The largest input dimension SparseGPT takes on: a layer holds about five d x d Float64 matrices at once
+ * (its Gram matrix, the damped copy and the factorisations: some 360 MB at 3072) and the factorisations are
+ * O(d³) in plain JS. Wider layers fall back to magnitude with a warning.
+ */
+const maxColumns = 3072;
 
 /** The graph node of a layer: by name, or by the `Op_index` name OnnxModel gives unnamed nodes. */
 export function nodeOf(model: OnnxModel, layer: Layer): NodeProto | undefined {
