@@ -125,8 +125,8 @@ const commands: Record<string, Command> = {
     },
   },
   prune: {
-    usage: 'prune <model> --sparsity S [--scope layer|global] [--pattern 2:4] [--structured channels] [--exclude A,B] [--data D]',
-    summary: 'magnitude pruning (per layer, global or N:M) into a new model, measured before and after',
+    usage: 'prune <model> --sparsity S [--method magnitude|wanda|sparsegpt] [--scope layer|global|sensitivity] [--structured channels] [--pattern 2:4] [--exclude A,B] [--data D] [--calib-data D] [--max-drop PT]',
+    summary: 'magnitude, Wanda or SparseGPT pruning (per layer, global, sensitivity-guided or N:M), or structured channel removal, into a new model, measured before and after on --data (calibrated on --calib-data, e.g. file#:1000 and file#1000:)',
     flags: flagSpecs(prunePass.params),
     run: ({ positionals, flags }) => {
       const model = requireModel(positionals);
@@ -336,6 +336,8 @@ function formatPrune(r: PruneResult): string {
     row('latency median (ms)', r.latencyMs.before.toFixed(3), r.latencyMs.after.toFixed(3)),
     m.top1Agreement !== undefined ? `  top-1 agreement with the original ${pct(m.top1Agreement)}, cosine ${m.cosine}` : '',
     ...(r.structured ? [`  structured: ${r.structured.groups.length} channel groups pruned, ${r.structured.skipped.length} skipped (see report.md); importance ${r.structured.importance}`] : []),
+    r.calibData ? `  calibrated on ${r.calibData}` : '',
+    r.budget ? `  --max-drop ${r.budget.maxDropPt} pt: chose ${pct(r.budget.chosen)} after ${r.budget.tries.map((t) => `${pct(t.sparsity)} -> ${t.dropPt} pt`).join(', ')}` : '',
     '  layers:',
     ...r.layers.map((l) => `    ${l.layer.padEnd(width)}  ${l.op.padEnd(7)} ${pct(l.sparsity).padStart(8)}  (${formatCount(l.zeros)} of ${formatCount(l.params)}${l.shapeBefore ? ` removed; ${l.shapeBefore.join('x')} -> ${l.shape.join('x')}` : ''})`),
     ...r.warnings.map((w) => `  warning: ${w}`),

@@ -147,14 +147,14 @@ describe('prune pass', () => {
 
   test('the parameter table makes the flags and rejects bad or planned values naming the flag', () => {
     const flags = flagSpecs(prunePass.params).map((f) => f.name);
-    for (const f of ['sparsity', 'method', 'scope', 'min-sparsity', 'max-sparsity', 'pattern', 'exclude', 'structured']) assert.ok(flags.includes(f), f);
+    for (const f of ['sparsity', 'method', 'scope', 'min-sparsity', 'max-sparsity', 'pattern', 'exclude', 'structured', 'damp', 'calib-data', 'max-drop']) assert.ok(flags.includes(f), f);
     const p = parseParams<PruneOptions>(prunePass.params, { sparsity: '0.3', exclude: 'a,b', 'max-sparsity': '0.9' });
     assert.deepEqual([p.sparsity, p.method, p.scope, p.exclude, p.maxSparsity, p.pattern], [0.3, 'magnitude', 'layer', ['a', 'b'], 0.9, 'none']);
     assert.throws(() => parseParams(prunePass.params, { sparsity: '-0.1' }), /--sparsity must be between 0 and 1/);
     assert.throws(() => parseParams(prunePass.params, { pattern: '4:2' }), /--pattern must be none or N:M/);
-    assert.throws(() => parseParams(prunePass.params, { method: 'sparsegpt' }), /--method sparsegpt is not available yet/);
+    assert.equal(parseParams<PruneOptions>(prunePass.params, { method: 'sparsegpt' }).method, 'sparsegpt');
     assert.equal(parseParams<PruneOptions>(prunePass.params, { scope: 'sensitivity', method: 'wanda' }).scope, 'sensitivity');
-    assert.throws(() => parseParams(prunePass.params, { method: 'random' }), /--method must be one of magnitude, wanda, not 'random'/);
+    assert.throws(() => parseParams(prunePass.params, { method: 'random' }), /--method must be one of magnitude, wanda, sparsegpt, not 'random'/);
   });
 });
 
@@ -162,7 +162,7 @@ describe('whittle prune (CLI)', () => {
   const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, WHITTLE_DEBUG: '' } });
 
   for (const [name, args, message] of [
-    ['an unsupported method', ['--sparsity', '0.5', '--method', 'sparsegpt'], /^whittle: --method sparsegpt is not available yet in this version of Whittle \(available: magnitude, wanda\)$/],
+    ['an unknown method', ['--sparsity', '0.5', '--method', 'obs'], /^whittle: option --method must be one of magnitude, wanda, sparsegpt, not 'obs'$/],
     ['a sparsity out of range', ['--sparsity', '1.2'], /^whittle: option --sparsity must be between 0 and 1, not 1.2$/],
     ['no sparsity', [], /^whittle: option --sparsity is required/],
   ] as const) {

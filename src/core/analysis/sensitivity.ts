@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ClassificationMetrics, isClassifierOutput } from './metrics';
 import { channelLayout } from './histogram';
-import { openDataset, type HostTensor } from '../data';
+import { openDataset, splitDataRange, type HostTensor } from '../data';
 import { writeFileAtomic } from '../atomicWrite';
 import { InputError } from '../errors';
 import { sha256File } from '../formats/onnx/write';
@@ -211,9 +211,11 @@ function cacheFile(p: AnalyzeParams): string {
 }
 
 /** What identifies a --data SPEC's content cheaply: 'random', or paths with sizes and mtimes. */
-function dataFingerprint(spec: string): string {
-  if (spec === 'random') return 'random';
-  const parts: string[] = [];
+function dataFingerprint(full: string): string {
+  if (full === 'random') return 'random';
+  // A #A:B range reads part of the same files: stamp the files, and the range text tells the parts apart.
+  const { base: spec, range } = splitDataRange(full);
+  const parts: string[] = range ? [`range ${range.start ?? ''}:${range.end ?? ''}`] : [];
   const walk = (p: string, depth: number) => {
     let st: fs.Stats;
     try {

@@ -39,6 +39,27 @@ export interface SampleSource {
 }
 
 /**
+ * Samples `start`..`end - 1` of a source, in the source's own order (a `#A:B` range or a manifest's `skip`),
+ * before any shuffle or limit. `end` defaults to the source's count. An empty or out-of-bounds range is an
+ * InputError naming `where` (the SPEC or manifest as the user wrote it) and the source's real count.
+ */
+export function sliceSource(source: SampleSource, start: number | undefined, end: number | undefined, where: string, what = `range #${start ?? ''}:${end ?? ''}`): SampleSource {
+  const s = start ?? 0;
+  const e = end ?? source.count;
+  if (s > source.count || e > source.count) throw new InputError(where, `${what} is out of bounds: the source has ${source.count} samples (0..${source.count - 1})`);
+  if (e <= s) throw new InputError(where, `${what} is empty: it selects no samples of the ${source.count}`);
+  if (s === 0 && e === source.count) return source;
+  return {
+    ...source,
+    description: `${source.description} #${s}:${e}`,
+    count: e - s,
+    inputs: source.inputs.map((i) => ({ name: i.name, read: (k: number) => i.read(k + s), where: (k: number) => i.where(k + s) })),
+    // Mismatched labels are left whole, so makeDataset still reports the mismatch against the source.
+    labels: source.labels && source.labels.length === source.count ? source.labels.slice(s, e) : source.labels,
+  };
+}
+
+/**
  * A Dataset over a source: a seeded shuffle (when asked) and then the limit pick the samples; batches read
  * only their own samples. Samples concatenate along axis 0, which is the model's batch axis; scalar samples
  * stack on a new axis (batch size 1 keeps them scalar).

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InputError } from '../errors';
-import { makeDataset, type SampleSource } from './dataset';
+import { makeDataset, sliceSource, type SampleSource } from './dataset';
 import { looksLikeIdx, openIdx } from './idx';
 import { openImageFolder } from './images';
 import { openManifest } from './manifest';
@@ -63,10 +63,37 @@ const expected = "a *.dataset.json manifest, a folder of images (class sub-folde
  * anything it cannot use; the returned Dataset reads samples only as batches ask for them.
  */
 export async function openDataset(spec: string, inputs: ModelInput[], opts: DatasetOptions = {}): Promise<Dataset> {
-  const probe = probeOf(spec);
-  const form = forms.find((f) => f.content(probe)) ?? forms.find((f) => f.hint && isFile(probe) && f.hint.test(path.basename(spec)));
-  if (!form) throw new InputError(spec, `not a dataset: expected ${expected}`);
-  return makeDataset(await form.open(spec, inputs, opts), opts);
+  const { base, range } = splitDataRange(spec);
+  if (range && base === 'random') throw new InputError(spec, `a #A:B range does not apply to random data (its samples are generated, not read); use --limit to choose how many`);
+  const probe = probeOf(base);
+  const form = forms.find((f) => f.content(probe)) ?? forms.find((f) => f.hint && isFile(probe) && f.hint.test(path.basename(base)));
+  if (!form) throw new InputError(base, `not a dataset: expected ${expected}`);
+  const source = await form.open(base, inputs, opts);
+  return makeDataset(range ? sliceSource(source, range.start, range.end, spec) : source, opts);
+}
+
+/** A `#A:B` suffix of a SPEC: samples A..B-1 of the source in its own order (either end optional). */
+export interface DataRange {
+  start?: number;
+  end?: number;
+}
+
+const rangeRe = /#([^#/\\]*)$/;
+
+/**
+ * Splits `SPEC#A:B` into the source and its range. A path that exists as written (a file really named
+ * `x#1:2`) is taken whole; otherwise a `#` suffix must be a range of whole numbers, like a Python slice
+ * without negatives or a step: `#:1000`, `#1000:`, `#100:600`.
+ */
+export function splitDataRange(spec: string): { base: string; range?: DataRange } {
+  const m = rangeRe.exec(spec);
+  if (!m || (spec !== 'random' && fs.existsSync(spec))) return { base: spec };
+  const r = /^(\d*):(\d*)$/.exec(m[1]);
+  if (!r) throw new InputError(spec, `'#${m[1]}' is not a sample range: write #A:B with whole numbers, either end optional (#:1000, #1000:, #100:600)`);
+  const num = (t: string) => (t === '' ? undefined : Number(t));
+  const range = { start: num(r[1]), end: num(r[2]) };
+  for (const v of [range.start, range.end]) if (v !== undefined && !Number.isSafeInteger(v)) throw new InputError(spec, `'#${m[1]}': ${v} is too large for a sample index`);
+  return { base: spec.slice(0, m.index), range };
 }
 
 function probeOf(spec: string): Probe {

@@ -1,13 +1,13 @@
 /**
  * The dataset manifest (`*.dataset.json`, DESIGN.md section 7): one entry per model input naming its source
- * (images, idx, npy, pb, value, zeros or random) and how to shape it, optional labels, and a limit. Relative
- * paths resolve from the manifest's folder. Unlike the plain image-folder form, a manifest resizes images only
+ * (images, idx, npy, pb, value, zeros or random) and how to shape it, optional labels, a limit, and a skip
+ * (samples dropped from the start, in source order). Relative paths resolve from the manifest's folder. Unlike the plain image-folder form, a manifest resizes images only
  * when it says `resize`: an image of another size is an error, not a silent resample.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { InputError } from '../errors';
-import type { ConstantInput, SampleInput, SampleSource } from './dataset';
+import { sliceSource, type ConstantInput, type SampleInput, type SampleSource } from './dataset';
 import { globFiles } from './glob';
 import { idxInput, idxLabels } from './idx';
 import { imageInput, listImages, skippedWarning, type Channels, type ImageListing } from './images';
@@ -73,7 +73,7 @@ const options: Record<string, { check: (v: unknown, what: string, ctx: Context) 
   std: { check: (v, what, ctx) => numbers(v, what, ctx), for: ['images', 'idx', 'npy', 'pb'] },
 };
 
-const topKeys = ['inputs', 'labels', 'limit'];
+const topKeys = ['inputs', 'labels', 'limit', 'skip'];
 
 /** Opens a dataset manifest against the model's inputs. */
 export async function openManifest(file: string, inputs: ModelInput[], opts: DatasetOptions): Promise<SampleSource> {
@@ -96,7 +96,7 @@ export async function openManifest(file: string, inputs: ModelInput[], opts: Dat
   const count = counted.length > 0 ? sameCount(counted) : (opts.randomCount ?? defaultRandomCount);
   const labels = readLabels(json.labels, parts, count, ctx);
   const warnings = parts.flatMap((p) => p.warnings ?? []);
-  return {
+  const source: SampleSource = {
     description: `manifest ${path.basename(file)}`,
     count,
     inputs: parts.flatMap((p) => (p.sample ? [p.sample] : [])),
@@ -106,6 +106,10 @@ export async function openManifest(file: string, inputs: ModelInput[], opts: Dat
     limit: json.limit === undefined ? undefined : (intList([json.limit], 1, "'limit'", ctx)[0] as number),
     where: file,
   };
+  // 'skip' drops the first N samples in source order, before any shuffle or limit (like a #N: range).
+  if (json.skip === undefined) return source;
+  const skip = intList([json.skip], 1, "'skip'", ctx, 0)[0];
+  return skip === 0 ? source : sliceSource(source, skip, undefined, file, `'skip': ${skip}`);
 }
 
 function readJson(file: string): Record<string, unknown> {

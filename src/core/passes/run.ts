@@ -8,6 +8,8 @@ import { outputDir } from '../output';
 import type { EpName } from '../runtime/ep';
 import { evaluate, type EvalResult, type Progress } from '../runtime/evaluate';
 import { toolName, version } from '../version';
+import { CancelledError } from '../../protocol/rpc';
+import { InputError } from '../errors';
 import { parseParams } from './pass';
 import { prunePass, type LayerPruneSummary, type PruneOptions, type PruneReport } from './prune/unstructured';
 
@@ -62,8 +64,26 @@ export interface PruneResult {
   allocation?: PruneReport['allocation'];
   /** `--structured channels`: the channel groups pruned and skipped. Then `params.after` counts the written file's parameters, `sparse` is the file size (nothing is left to encode sparsely), and `sparsity` is the fraction of the pruned layers' elements removed. */
   structured?: PruneReport['structured'];
+  /** `--max-drop`: the budget, every sparsity tried with its evaluated drop, and the one written. */
+  budget?: Budget;
   data: string;
+  /** The calibration data, when --calib-data differs from --data. */
+  calibData?: string;
 }
+
+/** A `--max-drop` search: each try is a real pruned model evaluated on the evaluation data. */
+export interface Budget {
+  maxDropPt: number;
+  /** What the drop is measured in: accuracy points with labels, otherwise top-1 disagreement with the original in points. */
+  metric: 'accuracy' | 'top1Agreement';
+  tries: Array<{ sparsity: number; dropPt: number }>;
+  chosen: number;
+}
+
+/** Tries of the `--max-drop` bisection, the first (the upper bound) included. */
+const budgetTries = 7;
+/** The bisection stops once the passing and failing sparsities are this close. */
+const budgetResolution = 0.01;
 
 /** Bytes of a model file plus its external data files. */
 function modelBytes(model: OnnxModel): number {
@@ -85,7 +105,7 @@ export async function runPrune(p: PruneParams, signal?: AbortSignal, progress: P
   const options = parseParams<PruneOptions>(prunePass.params, p as unknown as Record<string, unknown>);
   const source = path.resolve(p.model);
   const warnings: string[] = [];
-  const model = OnnxModel.open(source);
+  let model = OnnxModel.open(source);
   const base = outputDir(source, 'prune', p.out);
   let dir = base;
   // Run names stamp the second; a second run within it gets its own folder rather than overwriting the first's.
@@ -98,9 +118,16 @@ export async function runPrune(p: PruneParams, signal?: AbortSignal, progress: P
     const sourceFiles = [source, ...new Set([...model.weights().values()].flatMap((w) => (w.ref.storage.kind === 'external' ? [w.ref.storage.file] : [])))];
 
     progress(undefined, 'pruning');
-    // Calibration (sensitivity curves, Wanda norms) reads the same --data and --limit as the evaluation below.
-    const calibration = { data: p.data ?? 'random', limit: p.limit, seed: p.seed, shapes: p.shapes, ep: p.ep };
-    const report = await prunePass.apply(model, options, { signal, progress, warnings, calibration });
+    // Calibration (sensitivity curves, Wanda norms, SparseGPT Hessians) reads --calib-data when given, else the
+    // evaluation --data; --limit applies to both.
+    const calibration = { data: options.calibData ?? p.data ?? 'random', limit: p.limit, seed: p.seed, shapes: p.shapes, ep: p.ep };
+    let report: PruneReport;
+    let budget: Budget | undefined;
+    if (options.maxDrop !== undefined) {
+      const found = await searchBudget(source, options, calibration, dir, { ...p, data: p.data ?? 'random' }, warnings, signal, progress);
+      model.close();
+      ({ model, report, budget } = found);
+    } else report = await prunePass.apply(model, options, { signal, progress, warnings, calibration });
     const recipe = { tool: toolName, version, source: { file: source, sha256: sourceSha256 }, steps: [{ pass: prunePass.name, params: report.params }] };
     const recipeText = JSON.stringify(recipe, null, 2) + '\n';
     const out = path.join(dir, path.basename(source).replace(/\.onnx$/i, '') + '.onnx');
@@ -145,7 +172,9 @@ export async function runPrune(p: PruneParams, signal?: AbortSignal, progress: P
       layers: report.layers,
       ...(report.allocation ? { allocation: report.allocation } : {}),
       ...(report.structured ? { structured: report.structured } : {}),
+      ...(budget ? { budget } : {}),
       data: after.data,
+      ...(options.calibData && options.calibData !== p.data ? { calibData: options.calibData } : {}),
     };
     writeFileAtomic(result.recipe, recipeText);
     writeFileAtomic(path.join(dir, 'report.md'), reportMarkdown(result));
@@ -167,6 +196,83 @@ function countParams(file: string): number {
   } finally {
     m.close();
   }
+}
+
+/** The drop in points of `after` against `before`: accuracy when both have it, else top-1 disagreement. */
+function dropOf(before: EvalResult, after: EvalResult): { metric: Budget['metric']; dropPt: number } {
+  if (before.accuracy !== undefined && after.accuracy !== undefined) return { metric: 'accuracy', dropPt: round((before.accuracy - after.accuracy) * 100, 4) };
+  return { metric: 'top1Agreement', dropPt: round((1 - (after.top1Agreement ?? 0)) * 100, 4) };
+}
+
+/**
+ * `--max-drop P`: the largest overall sparsity (up to --sparsity, or --max-sparsity capped at 0.95) whose
+ * pruned model, evaluated on the evaluation data, drops at most P points. Each try prunes a fresh copy of the
+ * source with the pass's own scope (with --scope sensitivity, the curves propose the per-layer split for that
+ * overall sparsity), writes it and evaluates it; the search starts at the upper bound and bisects between the
+ * best passing and the lowest failing sparsity. The best passing model is returned, still open. When no try
+ * passes, this is an error rather than a model that breaks the budget the user set.
+ */
+async function searchBudget(
+  source: string,
+  options: PruneOptions,
+  calibration: NonNullable<Parameters<typeof prunePass.apply>[2]['calibration']>,
+  dir: string,
+  p: PruneParams & { data: string },
+  warnings: string[],
+  signal: AbortSignal | undefined,
+  progress: Progress,
+): Promise<{ model: OnnxModel; report: PruneReport; budget: Budget }> {
+  const maxDrop = options.maxDrop!;
+  if (options.pattern !== 'none') throw new InputError(undefined, `--max-drop searches the sparsity, and --pattern ${options.pattern} fixes it; use one or the other`);
+  const upper = options.sparsity ?? Math.min(options.maxSparsity, 0.95);
+  const common = { data: p.data, ep: p.ep, limit: p.limit, seed: p.seed, shapes: p.shapes };
+  progress(undefined, 'evaluating the original');
+  const before = await evaluate({ ...common, model: source }, signal, progress);
+  const tries: Budget['tries'] = [];
+  let best: { model: OnnxModel; report: PruneReport; sparsity: number; warnings: string[] } | undefined;
+  let metric: Budget['metric'] = 'accuracy';
+  let lo = 0;
+  let hi = upper;
+  let s = upper;
+  const scratch = path.join(dir, '.budget');
+  try {
+    for (let k = 0; k < budgetTries; k++) {
+      if (signal?.aborted) throw new CancelledError();
+      progress(undefined, `--max-drop: trying ${(s * 100).toFixed(1)}% overall`);
+      const model = OnnxModel.open(source);
+      let kept = false;
+      try {
+        const tryWarnings: string[] = [];
+        const report = await prunePass.apply(model, { ...options, sparsity: s }, { signal, progress, warnings: tryWarnings, calibration });
+        const file = path.join(scratch, `try-${k}.onnx`);
+        writeOnnx(model, file);
+        const after = await evaluate({ ...common, model: file, reference: source }, signal, progress);
+        const drop = dropOf(before, after);
+        metric = drop.metric;
+        tries.push({ sparsity: s, dropPt: drop.dropPt });
+        if (drop.dropPt <= maxDrop) {
+          lo = s;
+          if (!best || s > best.sparsity) {
+            best?.model.close();
+            // Only the chosen try's warnings (skipped layers, scope shortfalls) describe the model written.
+            best = { model, report, sparsity: s, warnings: tryWarnings };
+            kept = true;
+          }
+        } else hi = s;
+      } finally {
+        if (!kept) model.close();
+      }
+      if (lo === upper || hi - lo <= budgetResolution) break;
+      s = round((lo + hi) / 2, 4);
+    }
+  } finally {
+    fs.rmSync(scratch, { recursive: true, force: true });
+  }
+  const list = tries.map((t) => `${(t.sparsity * 100).toFixed(1)}%: ${t.dropPt} pt`).join(', ');
+  if (!best) throw new InputError(undefined, `--max-drop ${maxDrop}: no sparsity tried kept the ${metric === 'accuracy' ? 'accuracy' : 'top-1 agreement'} drop within ${maxDrop} pt (${list}); nothing was written`);
+  warnings.push(...best.warnings);
+  if (best.sparsity < upper) warnings.push(`--max-drop ${maxDrop}: ${(best.sparsity * 100).toFixed(1)}% overall is the largest sparsity tried within the budget (${list})`);
+  return { model: best.model, report: best.report, budget: { maxDropPt: maxDrop, metric, tries, chosen: best.sparsity } };
 }
 
 function round(x: number, digits: number): number {
@@ -198,7 +304,7 @@ export function reportMarkdown(r: PruneResult): string {
   return [
     `# Prune: ${path.basename(r.output)}`,
     '',
-    `Data: ${r.data}; execution provider: ${r.ep}.`,
+    `Data: ${r.data}${r.calibData ? ` (calibration: ${r.calibData})` : ''}; execution provider: ${r.ep}.`,
     '',
     '| | before | after |',
     '|---|---:|---:|',
@@ -217,6 +323,16 @@ export function reportMarkdown(r: PruneResult): string {
     '|---|---|---|---|---:|---:|---:|',
     ...r.layers.map((l) => `| ${l.layer} | ${l.op} | ${l.weight} | ${l.shape.join('x')} | ${l.params} | ${l.zeros} | ${pct(l.sparsity)} |`),
     ...(r.structured ? structuredMarkdown(r.structured) : []),
+    ...(r.budget
+      ? [
+          '',
+          `Metric budget: at most ${r.budget.maxDropPt} pt (${r.budget.metric === 'accuracy' ? 'accuracy' : 'top-1 disagreement'}) on the evaluation data; each try below is a pruned model that was evaluated. Written: ${pct(r.budget.chosen)} overall.`,
+          '',
+          '| overall sparsity tried | drop (pt) | within budget |',
+          '|---:|---:|---|',
+          ...r.budget.tries.map((t) => `| ${pct(t.sparsity)} | ${t.dropPt} | ${t.dropPt <= r.budget!.maxDropPt ? 'yes' : 'no'} |`),
+        ]
+      : []),
     ...(r.allocation
       ? [
           '',

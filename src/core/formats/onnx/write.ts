@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { create, toBinary } from '@bufbuild/protobuf';
-import { ModelProtoSchema, StringStringEntryProtoSchema, type GraphProto, type ModelProto, type TensorProto } from 'onnx-buf';
+import { clearField, create, isFieldSet, toBinary } from '@bufbuild/protobuf';
+import { ModelProtoSchema, StringStringEntryProtoSchema, TensorProtoSchema, type GraphProto, type ModelProto, type TensorProto } from 'onnx-buf';
 import { writeFileAtomic } from '../../atomicWrite';
 import { InputError } from '../../errors';
 import { dtypeBytes } from '../../model/dtype';
@@ -69,7 +69,11 @@ export function writeOnnx(model: OnnxModel, outFile: string, opts: WriteOptions 
   const externals = [...model.weights().values()].filter((w) => w.ref.storage.kind === 'external');
   const mode = opts.externalData ?? 'auto';
   // Bookkeeping to restore: the proto stays as the caller had it.
-  const saved = tensors.map((t) => ({ t, rawData: t.rawData, externalData: t.externalData, dataLocation: t.dataLocation }));
+  // ONNX is proto2: assigning a field marks it present even when empty, and onnxruntime then reads an empty
+  // raw_data instead of int64_data. So presence is saved too, and a field that was absent is cleared again.
+  const rawField = TensorProtoSchema.field.rawData;
+  const locationField = TensorProtoSchema.field.dataLocation;
+  const saved = tensors.map((t) => ({ t, rawData: t.rawData, externalData: t.externalData, dataLocation: t.dataLocation, hadRaw: isFieldSet(t, rawField), hadLocation: isFieldSet(t, locationField) }));
   try {
     let plan: Array<{ t: TensorProto; bytes: Uint8Array; offset: number }> | undefined;
     let dataName: string | undefined;
@@ -125,6 +129,8 @@ export function writeOnnx(model: OnnxModel, outFile: string, opts: WriteOptions 
       s.t.rawData = s.rawData;
       s.t.externalData = s.externalData;
       s.t.dataLocation = s.dataLocation;
+      if (!s.hadRaw) clearField(s.t, rawField);
+      if (!s.hadLocation) clearField(s.t, locationField);
     }
   }
 }

@@ -7,13 +7,16 @@ import type { Layer } from '../../model/layers';
 import type { Pass, PassContext, PassReport, ParamSpec } from '../pass';
 import { allocateSparsity, costCurve } from './allocate';
 import { structuredApply, type StructuredSummary } from './structured';
+import { sparsegptWeights } from './sparsegpt';
 import { inputNorms, wandaPrune } from './wanda';
 
 /** Parsed parameters of the prune pass. */
 export interface PruneOptions {
   /** Fraction of each pruned weight to zero (0..1); implied by `pattern` when that is given. */
   sparsity?: number;
-  method: 'magnitude' | 'wanda';
+  method: 'magnitude' | 'wanda' | 'sparsegpt';
+  /** SparseGPT: Hessian damping as a fraction of its mean diagonal. */
+  damp: number;
   scope: 'layer' | 'global' | 'sensitivity';
   /** Global and sensitivity scopes: bounds on each layer's sparsity. */
   minSparsity: number;
@@ -28,6 +31,10 @@ export interface PruneOptions {
   importance?: 'l1' | 'l2' | 'bn' | 'activation';
   /** Structured: round each group's kept channel count to a multiple of this. */
   channelMultiple?: number;
+  /** Calibration data (sensitivity curves, Wanda, SparseGPT) when it is not the evaluation --data; the run reads it. */
+  calibData?: string;
+  /** Metric budget in points: the run searches for the largest sparsity whose evaluated drop stays within it. */
+  maxDrop?: number;
 }
 
 /** What one pruned layer ended up with. */
@@ -89,10 +96,13 @@ const patternRe = /^(\d+):(\d+)$/;
 /** The pass's parameter table: drives the CLI flags, the recipe schema, the wizard and the tests. */
 export const pruneParams: ParamSpec[] = [
   { name: 'sparsity', type: 'number', min: 0, max: 1, placeholder: 'S', help: 'fraction of weights to zero in each pruned layer (layer scope) or overall (global scope)' },
-  { name: 'method', type: 'enum', choices: ['magnitude', 'wanda', 'sparsegpt'], planned: ['sparsegpt'], default: 'magnitude', placeholder: 'METHOD', help: 'importance score: |w|, or wanda |w| x ||x|| (input feature norms on --data) compared within each output' },
+  { name: 'method', type: 'enum', choices: ['magnitude', 'wanda', 'sparsegpt'], default: 'magnitude', placeholder: 'METHOD', help: 'importance score: |w|; wanda |w| x ||x|| (input feature norms on the calibration data) compared within each output; sparsegpt: prune by w²/[H⁻¹]ᵢᵢ² and update the remaining weights to reconstruct each layer\'s output on the calibration data' },
+  { name: 'damp', type: 'number', min: 0, max: 10, default: 0.01, placeholder: 'F', help: 'sparsegpt: Hessian damping, as a fraction of the mean of its diagonal' },
   { name: 'scope', type: 'enum', choices: ['layer', 'global', 'sensitivity'], default: 'layer', placeholder: 'SCOPE', help: 'layer: the same sparsity in every layer; global: one |w| threshold across layers; sensitivity: per-layer sparsities from the analysis curves on --data at the least total metric cost' },
   { name: 'minSparsity', type: 'number', min: 0, max: 1, default: 0, placeholder: 'S', help: 'global and sensitivity scopes: lowest sparsity of any layer' },
   { name: 'maxSparsity', type: 'number', min: 0, max: 1, default: 1, placeholder: 'S', help: 'global and sensitivity scopes: highest sparsity of any layer' },
+  { name: 'calibData', type: 'string', placeholder: 'SPEC', help: 'calibration data for the sensitivity curves, wanda and sparsegpt (a --data SPEC, e.g. file#:1000); default: --data, which is always the evaluation data' },
+  { name: 'maxDrop', type: 'number', min: 0, max: 100, placeholder: 'PT', help: 'metric budget: the largest overall sparsity (up to --sparsity, if given) whose evaluated drop on --data is at most PT points of accuracy (of top-1 agreement without labels), found by bisection' },
   {
     name: 'pattern',
     type: 'string',
@@ -317,10 +327,10 @@ async function sensitivityCounts(model: OnnxModel, targets: Target[], p: PruneOp
   };
 }
 
-/** Magnitude or Wanda pruning, per layer, global or sensitivity-allocated, or N:M along the input dimension. Edits the model's weights in place. */
+/** Magnitude, Wanda or SparseGPT pruning, per layer, global or sensitivity-allocated, or N:M along the input dimension. Edits the model's weights in place. */
 export const prunePass: Pass<PruneOptions, PruneReport> = {
   name: 'prune',
-  summary: 'unstructured (magnitude or Wanda; per layer, global or sensitivity-guided) or N:M semi-structured pruning of Conv, Gemm and MatMul weights',
+  summary: 'unstructured (magnitude, Wanda or SparseGPT; per layer, global or sensitivity-guided) or N:M semi-structured pruning of Conv, Gemm and MatMul weights',
   params: pruneParams,
   async apply(model, p, ctx) {
     if (p.structured === 'channels') return structuredApply(model, p, ctx);
@@ -350,6 +360,16 @@ export const prunePass: Pass<PruneOptions, PruneReport> = {
       ({ counts, allocation } = await sensitivityCounts(model, targets, p, calibration, ctx));
     }
     const norms = p.method === 'wanda' ? await inputNorms(model, layers, calibration, ctx) : undefined;
+    let gpt: Map<string, Float32Array> | undefined;
+    if (p.method === 'sparsegpt') {
+      // N:M layers whose input dimension does not fit the groups are skipped below; leave them out here too.
+      const fits = targets.filter((t) => !nm || inputDimLength(t.layer.weight.shape, nmLayout(t.layer)) % m === 0);
+      const zerosFor = (t: Target) => {
+        const i = targets.indexOf(t);
+        return counts ? counts[i] : Math.round(p.sparsity! * t.values.length);
+      };
+      gpt = await sparsegptWeights(model, fits.map((t) => ({ layer: t.layer, values: t.values, zeros: zerosFor(t) })), { damp: p.damp, nm: nm ? [n, m] : undefined }, calibration, ctx);
+    }
 
     const report: PruneReport = { pass: 'prune', params: { ...p, sparsity: p.sparsity ?? 1 - n / m } as unknown as PruneReport['params'], layers: [], masks: [], ...(allocation ? { allocation } : {}) };
     for (let i = 0; i < targets.length; i++) {
@@ -364,13 +384,15 @@ export const prunePass: Pass<PruneOptions, PruneReport> = {
           ctx.warnings.push(`layer '${layer.name}' skipped: its input dimension (${len}) is not a multiple of ${m}, so ${p.pattern} groups do not fit`);
           continue;
         }
-        pruned = values.slice();
-        pruneNM(pruned, shape, layout, n, m);
+        pruned = gpt?.get(layer.name) ?? values.slice();
+        if (!gpt?.has(layer.name)) pruneNM(pruned, shape, layout, n, m);
       } else {
         pruned = new Float32Array(values.length);
         const s = counts ? counts[i] / values.length : p.sparsity!;
         const layerNorms = norms?.get(layer.name);
-        if (layerNorms) {
+        const reconstructed = gpt?.get(layer.name);
+        if (reconstructed) pruned = reconstructed;
+        else if (layerNorms) {
           pruned.set(values);
           wandaPrune(pruned, shape, nmLayout(layer), layerNorms, s, convGroups(model, layer));
         } else magnitudePrune(values, sorted[i], s, pruned);

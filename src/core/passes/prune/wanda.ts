@@ -5,6 +5,7 @@ import type { OnnxModel } from '../../formats/onnx/model';
 import type { Layer } from '../../model/layers';
 import { modelInputs, openSession } from '../../runtime/session';
 import { outputFloats, toOrt } from '../../runtime/tensors';
+import { nodeOf } from './sparsegpt';
 import type { Calibration, PassContext } from '../pass';
 
 /** Where a layer's input features lie: the activation tensor to fetch and the axis that indexes features. */
@@ -17,13 +18,13 @@ interface InputSite {
 
 /** The activation feeding a layer's input features, or the reason Wanda cannot use it. */
 function inputSite(model: OnnxModel, layer: Layer): InputSite | string {
-  const node = model.graph.node.find((n) => n.name === layer.name);
+  const node = nodeOf(model, layer);
   if (!node) return 'its node was not found';
   const int = (name: string) => Number(node.attribute.find((a) => a.name === name)?.i ?? 0);
   if (node.opType === 'Conv') return { layer, tensor: node.input[0], axis: 'channel1' };
   if (node.opType === 'Gemm') return int('transA') ? 'Gemm with transA=1 is not handled yet' : { layer, tensor: node.input[0], axis: 'last' };
-  // A MatMul weight on the right ([K, N], outputAxis 1) multiplies input[0]'s last axis.
-  if (node.opType === 'MatMul') return layer.outputAxis === 1 ? { layer, tensor: node.input[0], axis: 'last' } : 'its weight is the left operand of MatMul';
+  // A MatMul weight on the right ([K, N], or a Reshape'd [..., N]: outputs on its last axis) multiplies input[0]'s last axis.
+  if (node.opType === 'MatMul') return layer.outputAxis === layer.weight.shape.length - 1 && layer.weight.shape.length >= 2 ? { layer, tensor: node.input[0], axis: 'last' } : 'its weight is the left operand of MatMul';
   return `op ${node.opType} is not handled`;
 }
 
