@@ -1,10 +1,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { gzipSync } from 'node:zlib';
 import { writeFileAtomic } from '../atomicWrite';
 import { OnnxModel, isParameter } from '../formats/onnx/model';
 import { sha256File, writeOnnx } from '../formats/onnx/write';
-import { outputDir } from '../output';
+import { externalFiles, gzipBytes, modelBytes, runFolder } from './runFolder';
 import type { EpName } from '../runtime/ep';
 import { evaluate, type EvalResult, type Progress } from '../runtime/evaluate';
 import { toolName, version } from '../version';
@@ -85,16 +84,6 @@ const budgetTries = 7;
 /** The bisection stops once the passing and failing sparsities are this close. */
 const budgetResolution = 0.01;
 
-/** Bytes of a model file plus its external data files. */
-function modelBytes(model: OnnxModel): number {
-  const data = new Set([...model.weights().values()].flatMap((w) => (w.ref.storage.kind === 'external' ? [w.ref.storage.file] : [])));
-  return [...data].reduce((a, f) => a + fs.statSync(f).size, fs.statSync(model.file).size);
-}
-
-function gzipBytes(files: string[]): number {
-  return files.reduce((a, f) => a + gzipSync(fs.readFileSync(f), { level: 9 }).byteLength, 0);
-}
-
 /**
  * Prunes a model and writes the run folder (`<model dir>/<name>.whittle/prune-<stamp>/` or --out): the model
  * with provenance, recipe.whittle.json, report.json (the contract object) and report.md, each atomically.
@@ -106,16 +95,12 @@ export async function runPrune(p: PruneParams, signal?: AbortSignal, progress: P
   const source = path.resolve(p.model);
   const warnings: string[] = [];
   let model = OnnxModel.open(source);
-  const base = outputDir(source, 'prune', p.out);
-  let dir = base;
-  // Run names stamp the second; a second run within it gets its own folder rather than overwriting the first's.
-  for (let i = 2; !p.out && fs.existsSync(dir); i++) dir = `${base}-${i}`;
-  const created = !fs.existsSync(dir);
+  const { dir, created } = runFolder(source, 'prune', p.out);
   try {
     const sourceSha256 = sha256File(source);
     const beforeBytes = modelBytes(model);
     const paramCount = [...model.weights().values()].filter((w) => w.ref.numeric && isParameter(w.ref)).reduce((a, w) => a + w.ref.count, 0);
-    const sourceFiles = [source, ...new Set([...model.weights().values()].flatMap((w) => (w.ref.storage.kind === 'external' ? [w.ref.storage.file] : [])))];
+    const sourceFiles = [source, ...externalFiles(model)];
 
     progress(undefined, 'pruning');
     // Calibration (sensitivity curves, Wanda norms, SparseGPT Hessians) reads --calib-data when given, else the
