@@ -44,8 +44,8 @@ describe('buildMlp', () => {
 describe('weight-only int8', () => {
   const mlp = writeBytes(dir, 'mlp.onnx', buildMlp({ sizes: [256, 512, 256, 10], seed: 2 }));
 
-  test('per-channel int8 DequantizeLinear: smaller, valid, and computes exactly the dequantized weights', async () => {
-    const r = await quantize(mlp, { bits: '8' }, 'mlp-int8.onnx');
+  test('--format qdq per-channel int8 DequantizeLinear: smaller, valid, and computes exactly the dequantized weights', async () => {
+    const r = await quantize(mlp, { bits: '8', format: 'qdq' }, 'mlp-int8.onnx');
     const fp32 = (await import('node:fs')).statSync(mlp).size;
     const ratio = r.bytes / fp32;
     assert.ok(ratio > 0.24 && ratio < 0.3, `size ratio ${ratio}`);
@@ -71,8 +71,29 @@ describe('weight-only int8', () => {
     if (checked !== undefined) assert.equal(checked, '');
   });
 
+  for (const symmetric of [true, false]) {
+    test(`default int8 (${symmetric ? 'symmetric' : 'asymmetric'}): 8-bit MatMulNBits, block 32, close to the dequantized weights`, async () => {
+      const r = await quantize(mlp, { bits: '8', symmetric: String(symmetric) }, `mlp-nb8-${symmetric}.onnx`);
+      const nb = r.proto.graph.node.filter((n) => n.opType === 'MatMulNBits');
+      assert.equal(nb.length, 3);
+      assert.deepEqual(Object.fromEntries(nb[0].attribute.map((a) => [a.name, Number(a.i)])), { K: 256, N: 512, bits: 8, block_size: 32, accuracy_level: 4 });
+      assert.equal(nb[0].input.length, symmetric ? 3 : 4);
+      assert.deepEqual(r.report.layers.map((l) => [l.format, l.bits, l.granularity]), Array(3).fill(['matmulnbits', 8, 'block-32']));
+      for (const l of r.report.layers) assert.ok(l.sqnrDb! > 40, `${l.layer} ${l.sqnrDb}`);
+      const ratio = r.bytes / (await import('node:fs')).statSync(mlp).size;
+      assert.ok(ratio > 0.27 && ratio < 0.3, `size ratio ${ratio}`);
+      const x = { x: randomInput([4, 256]) };
+      const [q, ref, f] = [await run(r.file, x), await run(dequantizedReference(mlp, r.report), x), await run(mlp, x)];
+      // accuracy_level 4 also quantizes the activations to int8 inside the kernel: close, not equal.
+      assert.ok(maxRelError(q, ref) < 2e-2 && cosine(q, ref) > 0.9999, `against dequantized weights: ${maxRelError(q, ref)}, cosine ${cosine(q, ref)}`);
+      assert.ok(cosine(q, f) > 0.999, `cosine to float ${cosine(q, f)}`);
+      const checked = onnxChecker(r.file);
+      if (checked !== undefined) assert.equal(checked, '');
+    });
+  }
+
   test('asymmetric per-tensor uses uint8 with a zero point', async () => {
-    const r = await quantize(mlp, { bits: '8', symmetric: 'false', perChannel: 'false' }, 'mlp-u8.onnx');
+    const r = await quantize(mlp, { bits: '8', symmetric: 'false', perChannel: 'false', format: 'qdq' }, 'mlp-u8.onnx');
     const q = r.proto.graph.initializer.find((t) => t.name === 'fc0.weight_quantized')!;
     assert.equal(q.dataType, 2);
     assert.equal(r.proto.graph.initializer.find((t) => t.name === 'fc0.weight_zero_point')!.dataType, 2);
@@ -91,7 +112,7 @@ describe('weight-only int8', () => {
     assert.ok(r.warnings.some((w) => /Nope/.test(w)));
     const lenet = writeBytes(dir, 'lenet.onnx', buildSampleModel());
     const c = await quantize(lenet, { bits: '8', exclude: 'Conv' }, 'lenet-ex.onnx');
-    assert.deepEqual(c.report.layers.map((l) => [l.op, l.format]), [['Conv', 'float'], ['Conv', 'float'], ['Gemm', 'qdq'], ['Gemm', 'qdq']]);
+    assert.deepEqual(c.report.layers.map((l) => [l.op, l.format]), [['Conv', 'float'], ['Conv', 'float'], ['Gemm', 'matmulnbits'], ['Gemm', 'matmulnbits']]);
   });
 
   test('a NaN weight is an InputError naming the file and the weight', async () => {
@@ -111,7 +132,7 @@ describe('weight-only int8', () => {
     m.graph.node.push(node('Softmax', ['y'], ['p'], { axis: 1 }, 'softmax'));
     m.graph.output[0].name = 'p';
     const file = writeBytes(dir, 'mlp11.onnx', encodeModel(m.proto));
-    const r = await quantize(file, { bits: '8' }, 'mlp11-q.onnx');
+    const r = await quantize(file, { bits: '8', format: 'qdq' }, 'mlp11-q.onnx');
     assert.equal(r.proto.opsets['ai.onnx'], 11);
     assert.equal(r.report.layers[0].granularity, 'per-tensor');
     assert.ok(r.warnings.some((w) => /per-tensor/.test(w) && /Softmax/.test(w)), r.warnings.join('\n'));
@@ -121,7 +142,7 @@ describe('weight-only int8', () => {
 
   test('Gemm and Conv of the sample LeNet: per-channel axes per op (Conv 0, Gemm transB=1 0)', async () => {
     const lenet = writeBytes(dir, 'lenet2.onnx', buildSampleModel());
-    const r = await quantize(lenet, { bits: '8' }, 'lenet-q.onnx');
+    const r = await quantize(lenet, { bits: '8', format: 'qdq' }, 'lenet-q.onnx');
     const axes = r.proto.graph.node.filter((n) => n.opType === 'DequantizeLinear').map((n) => Number(n.attribute.find((a) => a.name === 'axis')!.i));
     assert.deepEqual(axes, [0, 0, 0, 0]);
     assert.deepEqual(r.report.errors.map((e) => e.channelSqnrDb.length), [8, 16, 64, 10]);

@@ -1,11 +1,14 @@
 /**
  * Weight-only quantization: weights stored as int8/uint8 or int4/uint4, activations stay float.
  *
- * Two storage forms (DESIGN.md section 4):
- * - `DequantizeLinear` on the weight initializer, feeding the unchanged consumer. Portable; per-tensor needs
- *   opset 10, per-axis 13, blocked and 4-bit types 21. onnxruntime folds the DQ at load, so it saves file size,
- *   not time; for int4 it is measured 5-16x slower, so it is the portable option, not the default.
- * - `com.microsoft:MatMulNBits` for int4 MatMul/Gemm: measured 6.4x smaller and 4.9x faster at batch 1.
+ * Two storage forms (DESIGN.md section 4, and measured here with onnxruntime-node 1.30 on the CPU EP):
+ * - `com.microsoft:MatMulNBits` (4 or 8 bits, blocks along K, accuracy_level 4) for MatMul and Gemm, the
+ *   default (`--format auto`). int4 was measured 6.4x smaller and 4.9x faster at batch 1 (DESIGN.md); on the
+ *   80 MB MLP of bench/quantizeWeight.ts int4 and int8 both run at about 0.1-0.2x fp32's latency.
+ * - `DequantizeLinear` on the weight initializer, feeding the unchanged consumer: Convs always, MatMul/Gemm
+ *   with `--format qdq`. Portable; per-tensor needs opset 10, per-axis 13, blocked and 4-bit types 21. ORT
+ *   does not fold the DQ at load but dequantizes on every run: the int8 DQ MLP measured about 10x *slower*
+ *   than fp32 at batch 1 (and int4 DQ 5-16x, DESIGN.md), so it saves file size, not time.
  */
 import { create } from '@bufbuild/protobuf';
 import { TensorProtoSchema, type NodeProto, type TensorProto } from 'onnx-buf';
@@ -20,7 +23,7 @@ import {
   isExcluded, keptFloat, nodeOfLayer, opsetUpgradeBlocker, raiseOpset, reportedLayers, reportParams, step, transpose2d, unknownExcludes,
   unquantizableWeight, usedNames, weightError,
 } from './common';
-import { dequantizeTensor, packInt4, qtypeDataType, quantizeTensor, toBytes8, type Granularity, type QType, type QuantizedTensor, type QuantSpec } from './math';
+import { dequantizeTensor, packInt4, qtypeDataType, quantizeTensor, toBytes8, type Granularity, type QType, type QuantSpec } from './math';
 import type { QuantizeOptions, QuantizeReport, QuantLayerSummary } from './params';
 
 /** Layer kinds whose main weight weight-only quantization stores in fewer bits. */
@@ -30,7 +33,7 @@ const targets = new Set(['conv', 'convTranspose', 'gemm', 'matmul']);
 type Plan =
   | { kind: 'float'; reason: string }
   | { kind: 'dq'; granularity: Granularity; opset: number }
-  | { kind: 'nbits'; node: NodeProto; k: number; n: number; block: number };
+  | { kind: 'nbits'; node: NodeProto; k: number; n: number; block: number; bits: 4 | 8 };
 
 /**
  * Quantizes the weights of Conv, ConvTranspose, Gemm and MatMul layers in place (see the module comment for
@@ -124,12 +127,14 @@ export async function quantizeWeightOnly(model: OnnxModel, p: QuantizeOptions, c
     const shape = layer.weight.shape;
     const inAxis = inputAxis(layer, n);
 
-    if (bits === 4 && p.format !== 'qdq' && block > 0) {
+    // MatMulNBits for MatMul/Gemm unless DQ is asked for, or a single scale per tensor (which it cannot hold).
+    if (p.format !== 'qdq' && (bits === 4 ? block > 0 : block > 0 || p.perChannel)) {
       const nb = nbitsShape(layer, n, weightOf);
       if (nb) {
         // The float weight may still feed other nodes; then only this MatMul reads the 4-bit copy.
         seen.set(w!, layer.name);
-        return { kind: 'nbits', node: n, k: nb.k, n: nb.n, block };
+        // MatMulNBits has no per-channel form: int8 per channel becomes blocks of 32 along K (0.28x instead of 0.25x).
+        return { kind: 'nbits', node: n, k: nb.k, n: nb.n, block: block || 32, bits };
       }
     }
     // DequantizeLinear: blocks along the input axis when asked (opset 21), else per channel or per tensor.
@@ -215,14 +220,15 @@ function nbitsShape(layer: Layer, n: NodeProto, weightOf: Map<TensorRef, Weight>
 }
 
 /**
- * Rewrites a MatMul or Gemm node into MatMulNBits (4-bit, blocks of `block` along K, accuracy_level 4).
+ * Rewrites a MatMul or Gemm node into MatMulNBits (4 or 8 bits, blocks of `block` along K, accuracy_level 4).
  * Layout (onnxruntime contrib op, checked against a float reference in the tests): B is uint8
- * [N, ceil(K/block), block/2] with element k of row n in the low nibble first; scales float [N * blocks];
- * zero points uint4 packed per row (ceil(blocks/2) bytes) when asymmetric, else the implied 8 (codes are q + 8).
+ * [N, ceil(K/block), block * bits / 8] with element k of row n in the low bits first; scales float
+ * [N * blocks]; zero points packed the same way per row (ceil(blocks * bits / 8) bytes) when asymmetric, else
+ * the implied 2^(bits-1) (codes are q + 8 or q + 128).
  * A Gemm's alpha is folded into the weight and its bias C (times beta) becomes an Add.
  */
 function emitMatMulNBits(model: OnnxModel, layer: Layer, plan: Extract<Plan, { kind: 'nbits' }>, values: Float32Array, symmetric: boolean, taken: Set<string>): { tensors: TensorProto[]; dequantized: Float32Array } {
-  const { node: n, k: K, n: N, block } = plan;
+  const { node: n, k: K, n: N, block, bits } = plan;
   const g = model.graph;
   const isGemm = n.opType === 'Gemm';
   const transB = isGemm && intAttr(n, 'transB', 0) === 1;
@@ -230,20 +236,22 @@ function emitMatMulNBits(model: OnnxModel, layer: Layer, plan: Extract<Plan, { k
   // Wt is [N, K]: rows of MatMulNBits' B.
   let wt = transB ? Float32Array.from(values) : transpose2d(values, K, N);
   if (alpha !== 1) wt = wt.map((v) => v * alpha);
-  const spec: QuantSpec = { type: symmetric ? 'int4' : 'uint4', symmetric };
+  const spec = specOf(bits, symmetric);
   const q = quantizeTensor(wt, [N, K], spec, { axis: 1, blockSize: block });
   const blocks = Math.ceil(K / block);
-  const blob = block / 2;
+  const blob = (block * bits) / 8;
+  const offset = symmetric ? 2 ** (bits - 1) : 0;
+  const perByte = 8 / bits;
   const B = new Uint8Array(N * blocks * blob);
   for (let r = 0; r < N; r++) {
     for (let b = 0; b < blocks; b++) {
-      const zp = symmetric ? 8 : q.zeroPoints[r * blocks + b];
+      const zp = symmetric ? offset : q.zeroPoints[r * blocks + b];
       const base = (r * blocks + b) * blob;
       for (let j = 0; j < block; j++) {
         const k = b * block + j;
         // Padding past K dequantizes to zero: it holds the zero point.
-        const code = k < K ? (symmetric ? q.values[r * K + k] + 8 : q.values[r * K + k]) : zp;
-        B[base + (j >> 1)] |= code << ((j & 1) * 4);
+        const code = k < K ? q.values[r * K + k] + offset : zp;
+        B[base + Math.floor(j / perByte)] |= code << ((j % perByte) * bits);
       }
     }
   }
@@ -256,9 +264,9 @@ function emitMatMulNBits(model: OnnxModel, layer: Layer, plan: Extract<Plan, { k
   ];
   const inputs = [n.input[0], bName, sName];
   if (!symmetric) {
-    const zpRow = Math.ceil(blocks / 2);
+    const zpRow = Math.ceil(blocks / perByte);
     const zp = new Uint8Array(N * zpRow);
-    for (let r = 0; r < N; r++) for (let b = 0; b < blocks; b++) zp[r * zpRow + (b >> 1)] |= q.zeroPoints[r * blocks + b] << ((b & 1) * 4);
+    for (let r = 0; r < N; r++) for (let b = 0; b < blocks; b++) zp[r * zpRow + Math.floor(b / perByte)] |= q.zeroPoints[r * blocks + b] << ((b % perByte) * bits);
     const zName = freshName(g, `${name}_nbits_zero_point`, taken);
     tensors.push(create(TensorProtoSchema, { name: zName, dims: [BigInt(N * zpRow)], dataType: 2, rawData: zp }));
     inputs.push(zName);
@@ -267,7 +275,7 @@ function emitMatMulNBits(model: OnnxModel, layer: Layer, plan: Extract<Plan, { k
   const bias = isGemm ? n.input[2] : undefined;
   const beta = isGemm ? floatAttr(n, 'beta', 1) : 1;
   const mmOut = bias ? freshName(g, `${out}_matmul`, taken) : out;
-  const replacement = node('MatMulNBits', inputs, [mmOut], { K, N, bits: 4, block_size: block, accuracy_level: 4 }, n.name || mmOut);
+  const replacement = node('MatMulNBits', inputs, [mmOut], { K, N, bits, block_size: block, accuracy_level: 4 }, n.name || mmOut);
   replacement.domain = 'com.microsoft';
   const at = g.node.indexOf(n);
   const added: NodeProto[] = [replacement];
@@ -283,7 +291,7 @@ function emitMatMulNBits(model: OnnxModel, layer: Layer, plan: Extract<Plan, { k
   }
   g.node.splice(at, 1, ...added);
   // The error is against the stored weight, in its own layout (alpha undone).
-  const deqT = dequantizeTensor(q as QuantizedTensor);
+  const deqT = dequantizeTensor(q);
   let deq = transB ? deqT : transpose2d(deqT, N, K);
   if (alpha !== 1) deq = deq.map((v) => v / alpha);
   return { tensors, dequantized: deq };
