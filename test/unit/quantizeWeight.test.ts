@@ -175,6 +175,17 @@ describe('weight-only int4', () => {
     });
   }
 
+  test('MatMulNBits alone leaves the opset alone (opset 11 with a Softmax)', async () => {
+    const m = OnnxModel.fromBytes(buildMlp({ sizes: [64, 32], seed: 1, opset: 11 }), 'mlp11.onnx');
+    m.graph.node.push(node('Softmax', ['y'], ['p'], { axis: 1 }, 'softmax'));
+    m.graph.output[0].name = 'p';
+    const file = writeBytes(dir, 'mlp11-4.onnx', encodeModel(m.proto));
+    const r = await quantize(file, { bits: '4' }, 'mlp11-4-q.onnx');
+    assert.equal(r.proto.opsets['ai.onnx'], 11);
+    assert.deepEqual(r.report.layers.map((l) => l.format), ['matmulnbits']);
+    assert.deepEqual(r.warnings, []);
+  });
+
   test('--format qdq writes opset-21 int4 DequantizeLinear blocked along K', async () => {
     const r = await quantize(mlp, { bits: '4', block: '32', format: 'qdq' }, 'mlp4-qdq.onnx');
     assert.equal(r.proto.opsets['ai.onnx'], 21);

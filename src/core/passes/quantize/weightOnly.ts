@@ -59,7 +59,9 @@ export async function quantizeWeightOnly(model: OnnxModel, p: QuantizeOptions, c
   const seen = new Map<Weight, string>();
   let warnedPerTensor = false;
   for (const layer of layers) plans.set(layer, planLayer(layer));
-  const needed = Math.max(10, ...[...plans.values()].map((pl) => (pl.kind === 'dq' ? pl.opset : 0)));
+  // Only DequantizeLinear needs a default-domain opset (MatMulNBits is com.microsoft); the checks in planLayer
+  // make every planned opset reachable, and reaching the highest reaches the others.
+  const needed = Math.max(0, ...[...plans.values()].map((pl) => (pl.kind === 'dq' ? pl.opset : 0)));
   if (needed > opset) {
     raiseOpset(model, needed);
     ctx.warnings.push(`raised the model's opset from ${opset} to ${needed} for DequantizeLinear (every op in it means the same at ${needed})`);
