@@ -53,28 +53,32 @@ export function effectiveWeight(model: OnnxModel, layer: Layer): { values: Float
 }
 
 /**
- * The [K, N] float weight of a com.microsoft MatMulNBits node: B is [N, blocks, blockSize * bits / 8] packed
- * codes, scales [N * blocks], zero points packed like B (default 2^(bits-1)), w[k][n] = (q - zp) * scale.
+ * The [K, N] float weight of a com.microsoft MatMulNBits node (4 or 8 bits): B is [N, blocks, blockSize * bits
+ * / 8] packed codes, scales [N * blocks], zero points packed the same way per column (default 2^(bits-1)),
+ * and w[k][n] = (q - zp) * scale.
  */
 function matMulNBitsWeight(model: OnnxModel, layer: Layer): { values: Float32Array; shape: number[]; format: string } {
   const node = model.graph.node.find((n) => n.name === layer.name);
   if (!node) throw new InputError(model.file, `no node named '${layer.name}'`);
   const attr = (k: string) => Number(node.attribute.find((a) => a.name === k)?.i ?? 0);
   const [K, N, bits, block] = [attr('K'), attr('N'), attr('bits') || 4, attr('block_size')];
-  if (bits !== 4 || !K || !N || !block) throw new InputError(model.file, `layer '${layer.name}': MatMulNBits with bits ${bits}, K ${K}, N ${N}, block_size ${block} is not supported here`);
+  if ((bits !== 4 && bits !== 8) || !K || !N || !block) throw new InputError(model.file, `layer '${layer.name}': MatMulNBits with bits ${bits}, K ${K}, N ${N}, block_size ${block} is not supported here`);
   const ref = (i: number) => (node.input[i] ? model.weights().get(node.input[i])?.ref : undefined);
   const [b, scales, zp] = [ref(1), ref(2), ref(3)];
   if (!b || !scales) throw new InputError(model.file, `layer '${layer.name}': MatMulNBits B and scales must be initializers`);
   const blocks = Math.ceil(K / block);
-  const q = unpackInt4(b.read() as Uint8Array, N * blocks * block, false);
+  const unpack = (bytes: Uint8Array, count: number) => (bits === 4 ? unpackInt4(bytes, count, false) : Int32Array.from(bytes.subarray(0, count)));
+  const q = unpack(b.read() as Uint8Array, N * blocks * block);
   const s = scales.toFloat32();
-  const zeros = zp && zp.dtype === 2 ? unpackInt4(zp.read() as Uint8Array, N * Math.ceil(blocks / 2) * 2, false) : undefined;
+  // Zero points are packed per column, each column's run rounded up to whole bytes.
+  const zpStride = bits === 4 ? Math.ceil(blocks / 2) * 2 : blocks;
+  const zeros = zp && zp.dtype === 2 ? unpack(zp.read() as Uint8Array, N * zpStride) : undefined;
+  const mid = 2 ** (bits - 1);
   const values = new Float32Array(K * N);
   for (let n = 0; n < N; n++) {
     for (let k = 0; k < K; k++) {
       const bi = Math.floor(k / block);
-      // Zero points are packed per column with the block count rounded up to whole bytes.
-      const z = zeros ? zeros[n * Math.ceil(blocks / 2) * 2 + bi] : 8;
+      const z = zeros ? zeros[n * zpStride + bi] : mid;
       values[k * N + n] = (q[(n * blocks + bi) * block + (k % block)] - z) * s[n * blocks + bi];
     }
   }

@@ -17,7 +17,7 @@ export interface QuantizeOptions {
   symmetric?: boolean;
   /** Weight-only: elements per scale along the input dimension (0 = per channel/tensor); int4 default 32. */
   block?: number;
-  /** Weight-only int4 storage: MatMulNBits (com.microsoft, fast on ORT) or opset-21 DequantizeLinear (portable). */
+  /** Weight-only storage of MatMul/Gemm weights: MatMulNBits (com.microsoft, fast on ORT) or DequantizeLinear (portable, opset 21 for int4). */
   format: 'auto' | 'matmulnbits' | 'qdq';
   calibration: CalibrationMethod;
   /** Percentile calibrator: the percentile of |x| kept (e.g. 99.99). */
@@ -41,7 +41,7 @@ export const quantizeParams: ParamSpec[] = [
   { name: 'perChannel', type: 'boolean', default: true, help: 'one scale per output channel (--per-channel false: one per tensor)' },
   { name: 'symmetric', type: 'boolean', help: 'symmetric weights, zero point 0 (default: yes for 8-bit, no for 4-bit blocks)' },
   { name: 'block', type: 'number', min: 0, placeholder: 'N', help: 'weight-only: block size along the input dimension (16, 32, 64, 128; 0 = per channel); default 32 for 4-bit', check: (v) => ([0, 16, 32, 64, 128, 256].includes(Number(v)) ? undefined : `must be 0, 16, 32, 64, 128 or 256, not ${String(v)}`) },
-  { name: 'format', type: 'enum', choices: ['auto', 'matmulnbits', 'qdq'], default: 'auto', placeholder: 'F', help: 'weight-only int4 storage: matmulnbits (com.microsoft MatMulNBits, fast in onnxruntime) or qdq (opset 21 DequantizeLinear, portable); auto = matmulnbits for MatMul/Gemm' },
+  { name: 'format', type: 'enum', choices: ['auto', 'matmulnbits', 'qdq'], default: 'auto', placeholder: 'F', help: 'weight-only storage of MatMul/Gemm weights: matmulnbits (com.microsoft MatMulNBits, 4 or 8 bits, fast in onnxruntime) or qdq (DequantizeLinear, portable, dequantized on every run: slower than fp32); auto = matmulnbits for MatMul/Gemm. Convs always use DequantizeLinear' },
   { name: 'calibration', type: 'enum', choices: ['minmax', 'percentile', 'entropy', 'mse'], default: 'minmax', placeholder: 'METHOD', help: 'static: how activation ranges are chosen from the calibration data' },
   { name: 'percentile', type: 'number', min: 90, max: 100, default: 99.999, placeholder: 'P', help: 'percentile calibrator: percentile of |x| kept' },
   { name: 'weightBits', type: 'enum', choices: ['auto', '7', '8'], default: 'auto', placeholder: 'B', help: 'static: 7-bit weights avoid saturation in the x86 U8S8 kernel without VNNI; auto picks from the CPU' },
