@@ -5,8 +5,8 @@
  * keeps the model's meaning. Each step leaves the model's outputs unchanged (up to float rounding).
  */
 import { create } from '@bufbuild/protobuf';
-import { OperatorSetIdProtoSchema, type GraphProto, type NodeProto, type TensorProto } from 'onnx-buf';
-import { floatTensor, int64Tensor, node as makeNode } from '../../formats/onnx/build';
+import { OperatorSetIdProtoSchema, TensorProtoSchema, type GraphProto, type NodeProto, type TensorProto } from 'onnx-buf';
+import { floatTensor, node as makeNode } from '../../formats/onnx/build';
 import { removeDeadNodes } from '../../formats/onnx/edit';
 import { tensorRefOf, type OnnxModel } from '../../formats/onnx/model';
 import { inferShapes } from '../../formats/onnx/shapes';
@@ -70,8 +70,8 @@ function soleConv(model: OnnxModel, value: string, count: Map<string, number>): 
 
 /** Gives a Conv new (float32) weight and bias initializers; old ones go when nothing else reads them. */
 function setConvParams(graph: GraphProto, conv: NodeProto, w: Float32Array, shape: number[], b: Float32Array): void {
-  const wName = freshName(graph, `${conv.input[1]}_folded`);
-  const bName = freshName(graph, `${conv.input[2] || `${conv.name || conv.output[0]}_bias`}_folded`);
+  const wName = freshName(graph, `${conv.input[1]}_f`);
+  const bName = freshName(graph, `${conv.input[2] || `${conv.name || conv.output[0]}_bias`}_f`);
   graph.initializer.push(floatTensor(wName, shape, w), floatTensor(bName, [shape[0]], b));
   conv.input[1] = wName;
   if (conv.input.length > 2) conv.input[2] = bName;
@@ -218,6 +218,46 @@ export function matMulAddToGemm(model: OnnxModel): string[] {
 }
 
 /**
+ * Puts each Gemm with initializer weights in the form QGemm fuses best: B stored [N, K] with transB=1, C as one
+ * value per output ([N]), alpha and beta folded into B and C. Returns the names of the Gemms changed.
+ */
+export function normalizeGemm(model: OnnxModel): string[] {
+  const g = model.graph;
+  const changed: string[] = [];
+  for (const n of g.node) {
+    if (n.opType !== 'Gemm' || !isDefault(n) || attrInt(n, 'transA', 0)) continue;
+    const bt = init(g, n.input[1]);
+    const b = bt && floatValues(model, bt);
+    const ct = n.input[2] ? init(g, n.input[2]) : undefined;
+    const c = ct ? floatValues(model, ct) : undefined;
+    if (!bt || !b || tensorShape(bt).length !== 2 || (n.input[2] && !c)) continue;
+    const transB = attrInt(n, 'transB', 0);
+    const [alpha, beta] = [attrFloat(n, 'alpha', 1), attrFloat(n, 'beta', 1)];
+    const [rows, cols] = tensorShape(bt);
+    const [outs, k] = transB ? [rows, cols] : [cols, rows];
+    const cDims = ct ? tensorShape(ct) : [];
+    const cPerOutput = !c || c.length === 1 || (c.length === outs && cDims[cDims.length - 1] === outs);
+    const already = transB && alpha === 1 && beta === 1 && (!ct || cDims.length === 1) && cPerOutput;
+    if (already || !cPerOutput) continue;
+    const w = new Float32Array(outs * k);
+    for (let o = 0; o < outs; o++) for (let i = 0; i < k; i++) w[o * k + i] = alpha * (transB ? b[o * k + i] : b[i * outs + o]);
+    const wName = freshName(g, `${bt.name}_gemm`);
+    g.initializer.push(floatTensor(wName, [outs, k], w));
+    n.input[1] = wName;
+    if (c) {
+      const cName = freshName(g, `${ct!.name}_gemm`);
+      g.initializer.push(floatTensor(cName, [outs], Float32Array.from({ length: outs }, (_, o) => beta * c[c.length === 1 ? 0 : o])));
+      n.input[2] = cName;
+    }
+    n.attribute = n.attribute.filter((a) => !['alpha', 'beta', 'transB'].includes(a.name));
+    n.attribute.push(...makeNode('Gemm', [], ['x'], { transB: 1 }).attribute);
+    changed.push(n.name || n.output[0]);
+  }
+  if (changed.length) removeDeadNodes(g);
+  return changed;
+}
+
+/**
  * Default-domain ops whose meaning does not change from the opset where a model may use them up to 13 (with
  * the attributes an older model can have). Ops not listed, or listed with a condition that fails, block the
  * upgrade; Slice and Squeeze/Unsqueeze get their attributes moved to inputs instead.
@@ -284,7 +324,8 @@ function attrsToInputs(g: GraphProto, n: NodeProto, names: string[]): void {
   for (const name of names) {
     const a = n.attribute.find((x) => x.name === name);
     if (!a) break;
-    const t = int64Tensor(freshName(g, `${n.name || n.output[0]}_${name}`), [a.ints.length], a.ints.map(Number));
+    // INT64_MAX ends ("to the end") must stay exact: bigints straight into int64_data.
+    const t = create(TensorProtoSchema, { name: freshName(g, `${n.name || n.output[0]}_${name}`), dims: [BigInt(a.ints.length)], dataType: 7, int64Data: [...a.ints] });
     g.initializer.push(t);
     inputs.push(t.name);
   }
@@ -306,8 +347,14 @@ export function prepareForQuantization(model: OnnxModel): Preparation {
   const reshapedWeights = foldConstantReshapes(model);
   const batchNorms = foldBatchNorm(model);
   const biasAdds = foldConvAdd(model);
-  const gemms = matMulAddToGemm(model);
+  const gemms = [...matMulAddToGemm(model), ...normalizeGemm(model)];
   const up = upgradeOpset13(model);
+  if (model.proto.irVersion < 4n) {
+    // IR 3 requires every initializer to be a graph input too; the new ones are not, so move to IR 4.
+    model.proto.irVersion = 4n;
+    const inits = new Set(model.graph.initializer.map((t) => t.name));
+    model.graph.input = model.graph.input.filter((v) => !inits.has(v.name));
+  }
   const to = Number(model.proto.opsetImport.find((o) => o.domain === '' || o.domain === 'ai.onnx')?.version ?? 1n);
   return { batchNorms, biasAdds, gemms, reshapedWeights, opset: { from: up.from, to, blockers: up.blockers } };
 }

@@ -10,10 +10,10 @@ import { create, toBinary } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProtoSchema, type GraphProto, type NodeProto, type TensorProto } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
 import { CancelledError } from '../../../protocol/rpc';
-import { openDataset } from '../../data';
+import { openDataset, randomWarning } from '../../data';
 import { InputError } from '../../errors';
 import { floatTensor, node as makeNode } from '../../formats/onnx/build';
-import { topologicalOrder } from '../../formats/onnx/edit';
+import { removeDeadNodes, topologicalOrder } from '../../formats/onnx/edit';
 import { OnnxModel } from '../../formats/onnx/model';
 import { readOnnxFile } from '../../formats/onnx/read';
 import { inferShapes } from '../../formats/onnx/shapes';
@@ -82,7 +82,7 @@ export function cloneModel(model: OnnxModel): OnnxModel {
  */
 export async function quantizeStatic(model: OnnxModel, p: QuantizeOptions, ctx: PassContext): Promise<QuantizeReport> {
   const calib: Calibration = ctx.calibration ?? { data: 'random' };
-  if (calib.data === 'random') ctx.warnings.push('static quantization calibrated on random data: activation ranges are not those of real inputs, so accuracy may suffer; pass --data with representative samples');
+  if (calib.data === 'random' && !ctx.warnings.includes(randomWarning)) ctx.warnings.push(randomWarning);
   ctx.progress?.(undefined, 'preparing the graph');
   const prep = prepareForQuantization(model);
   if (prep.batchNorms.length) ctx.warnings.push(`folded ${prep.batchNorms.length} BatchNormalization node(s) into the Conv before them`);
@@ -177,21 +177,29 @@ export async function quantizeStatic(model: OnnxModel, p: QuantizeOptions, ctx: 
   for (const [t, pl] of plan) if (pl.kind === 'shared') params.set(t, params.get(pl.from)!);
 
   // --- Weights and biases.
+  const fresh = namer(g);
   const errors: WeightError[] = [];
   let corrected = 0;
   for (const w of weighted.values()) {
     if (ctx.signal?.aborted) throw new CancelledError();
     const sx = params.get(w.node.input[0]);
     if (!sx) continue;
-    const done = quantizeWeights(model, g, w, sx.scale, perChannel, weightBits.bits, p.biasCorrection ? calibration.stats.get(w.node.input[0]) : undefined, errors);
+    const done = quantizeWeights(model, g, fresh, w, sx.scale, perChannel, weightBits.bits, p.biasCorrection ? calibration.stats.get(w.node.input[0]) : undefined, errors);
     if (done.corrected) corrected++;
     layers.push(done.summary);
   }
   if (p.biasCorrection) ctx.warnings.push(`bias correction: ${corrected} layer(s) had their bias shifted by E[(W − Ŵ)x], with E[x] per input channel from the calibration data (empirical bias correction, Nagel et al. 2019; zero padding at borders is ignored)`);
 
   // --- Q→DQ on activations.
-  const quantView = insertActivationQdq(g, plan, params, graphOutputs);
+  // onnxruntime's WeightBiasQuantization quantizes any Conv/ConvTranspose/Gemm fed by a DQ on its own (int8 per
+  // tensor); an excluded layer reads the float tensor instead, so that it really stays float.
+  const floatReaders = new Set(g.node.filter((n) => excluded(n) && ['Conv', 'ConvTranspose', 'Gemm'].includes(n.opType)));
+  const quantView = insertActivationQdq(g, fresh, plan, params, graphOutputs, floatReaders);
   g.node = topologicalOrder(g);
+  // The float weights and the float stand-ins from preparation are read by nothing now; declared value types
+  // may be stale (outputs renamed), and onnxruntime infers them anyway.
+  removeDeadNodes(g);
+  g.valueInfo = [];
 
   ctx.progress?.(undefined, 'checking onnxruntime fusion');
   const fused = await optimizedOps(model, ctx);
@@ -202,7 +210,9 @@ export async function quantizeStatic(model: OnnxModel, p: QuantizeOptions, ctx: 
 
   ctx.progress?.(undefined, 'measuring activation SQNR');
   const quantModel = cloneModel(model);
-  const tensors = [...quantView].map(([tensor, quantTensor]) => ({ tensor, quantTensor }));
+  // Q→DQ pairs that only an excluded layer would have read are gone with removeDeadNodes.
+  const produced = new Set([...g.input.map((v) => v.name), ...g.node.flatMap((n) => n.output)]);
+  const tensors = [...quantView].filter(([, q]) => produced.has(q)).map(([tensor, quantTensor]) => ({ tensor, quantTensor }));
   const activations = await activationSqnr(floatModel, quantModel, tensors, { ...calib, limit: Math.min(calib.limit ?? 64, 64) }, ctx);
 
   const reportParams: Record<string, ParamValue> = {};
@@ -282,11 +292,15 @@ function bytesTensor(name: string, dataType: number, dims: number[], raw: Uint8A
   return create(TensorProtoSchema, { name, dims: dims.map(BigInt), dataType, rawData: raw as Uint8Array<ArrayBuffer> });
 }
 
-function fresh(g: GraphProto, base: string): string {
-  const taken = new Set([...g.initializer.map((t) => t.name), ...g.input.map((v) => v.name), ...g.node.flatMap((n) => n.output)]);
-  let name = base;
-  for (let k = 1; taken.has(name); k++) name = `${base}_${k}`;
-  return name;
+/** A name maker for new tensors of `g`: `base`, or `base_1`, `base_2`... when taken. */
+function namer(g: GraphProto): (base: string) => string {
+  const taken = new Set([...g.initializer.map((t) => t.name), ...g.input.map((v) => v.name), ...g.output.map((v) => v.name), ...g.node.flatMap((n) => n.output)]);
+  return (base) => {
+    let name = base;
+    for (let k = 1; taken.has(name); k++) name = `${base}_${k}`;
+    taken.add(name);
+    return name;
+  };
 }
 
 /**
@@ -294,7 +308,7 @@ function fresh(g: GraphProto, base: string): string {
  * (per-channel input means), first adds the mean output error E[(W − Ŵ)x] to the bias (creating one for a
  * Conv or Gemm without). Returns the layer's summary and whether its bias was corrected.
  */
-function quantizeWeights(model: OnnxModel, g: GraphProto, w: WeightedLayer, sx: number, perChannel: boolean, bits: 7 | 8, stats: TensorStats | undefined, errors: WeightError[]): { summary: QuantLayerSummary; corrected: boolean } {
+function quantizeWeights(model: OnnxModel, g: GraphProto, fresh: (base: string) => string, w: WeightedLayer, sx: number, perChannel: boolean, bits: 7 | 8, stats: TensorStats | undefined, errors: WeightError[]): { summary: QuantLayerSummary; corrected: boolean } {
   const n = w.node;
   const values = floatValues(model, w.weight)!;
   const shape = tensorShape(w.weight);
@@ -317,18 +331,19 @@ function quantizeWeights(model: OnnxModel, g: GraphProto, w: WeightedLayer, sx: 
     }
   }
 
+  // The weight's int8 zero point is written out (onnxruntime's QGemm fusion wants it); the bias's int32 one is
+  // left to DequantizeLinear's default of 0, which keeps small models small.
   const base = w.weight.name;
-  const qName = fresh(g, `${base}_quantized`);
-  const sName = fresh(g, `${base}_scale`);
-  const zName = fresh(g, `${base}_zero_point`);
-  const dqName = fresh(g, `${base}_dequantized`);
-  const sDims = perChannel ? [outputs] : [];
+  const qName = fresh(`${base}_q`);
+  const sName = fresh(`${base}_s`);
+  const zName = fresh(`${base}_zp`);
+  const dqName = fresh(`${base}_dq`);
   g.initializer.push(
     bytesTensor(qName, 3, shape, toBytes8(q.values, 'int8')),
-    perChannel ? floatTensor(sName, sDims, q.scales) : scalarTensor(sName, 1, q.scales[0]),
-    perChannel ? bytesTensor(zName, 3, sDims, new Uint8Array(outputs)) : scalarTensor(zName, 3, 0),
+    perChannel ? floatTensor(sName, [outputs], q.scales) : scalarTensor(sName, 1, q.scales[0]),
+    perChannel ? bytesTensor(zName, 3, [outputs], new Uint8Array(outputs)) : scalarTensor(zName, 3, 0),
   );
-  g.node.push(makeNode('DequantizeLinear', [qName, sName, zName], [dqName], perChannel ? { axis: w.axis } : {}, `${dqName}_DequantizeLinear`));
+  g.node.push(makeNode('DequantizeLinear', [qName, sName, zName], [dqName], perChannel ? { axis: w.axis } : {}, ''));
   n.input[1] = dqName;
 
   if (bias) {
@@ -339,12 +354,11 @@ function quantizeWeights(model: OnnxModel, g: GraphProto, w: WeightedLayer, sx: 
       bq[o] = Math.max(-(2 ** 31), Math.min(2 ** 31 - 1, roundHalfEven(bias[o] / bs[o])));
     }
     const bBase = w.bias?.name ?? `${n.name || n.output[0]}_bias`;
-    const bqName = fresh(g, `${bBase}_quantized`);
-    const bsName = fresh(g, `${bBase}_scale`);
-    const bzName = fresh(g, `${bBase}_zero_point`);
-    const bdqName = fresh(g, `${bBase}_dequantized`);
-    g.initializer.push(bytesTensor(bqName, 6, [outputs], new Uint8Array(bq.buffer)), floatTensor(bsName, [outputs], bs), bytesTensor(bzName, 6, [outputs], new Uint8Array(outputs * 4)));
-    g.node.push(makeNode('DequantizeLinear', [bqName, bsName, bzName], [bdqName], { axis: 0 }, `${bdqName}_DequantizeLinear`));
+    const bqName = fresh(`${bBase}_q`);
+    const bsName = fresh(`${bBase}_s`);
+    const bdqName = fresh(`${bBase}_dq`);
+    g.initializer.push(bytesTensor(bqName, 6, [outputs], new Uint8Array(bq.buffer)), floatTensor(bsName, [outputs], bs));
+    g.node.push(makeNode('DequantizeLinear', [bqName, bsName], [bdqName], { axis: 0 }, ''));
     while (n.input.length < 3) n.input.push('');
     n.input[2] = bdqName;
   }
@@ -392,11 +406,12 @@ function meanOutputError(w: Float32Array, deq: Float32Array, shape: number[], la
 
 /**
  * Inserts one QuantizeLinear and one DequantizeLinear per planned tensor; every reader of the tensor reads
- * the DQ's output (onnxruntime gives each node unit its own DQ copy when it fuses). A tensor that is a graph
+ * the DQ's output (onnxruntime gives each node unit its own DQ copy when it fuses), except `floatReaders`, which
+ * read the float tensor. A tensor that is a graph
  * output keeps its name on the DQ's output and its producer writes a new name. Returns, per float tensor, the
  * name of its dequantized view in the quantized graph.
  */
-function insertActivationQdq(g: GraphProto, plan: Map<string, Plan>, params: Map<string, ScaleZero>, graphOutputs: Set<string>): Map<string, string> {
+function insertActivationQdq(g: GraphProto, fresh: (base: string) => string, plan: Map<string, Plan>, params: Map<string, ScaleZero>, graphOutputs: Set<string>, floatReaders: Set<NodeProto>): Map<string, string> {
   const view = new Map<string, string>();
   const paramNames = new Map<string, [string, string]>();
   const paramsOf = (t: string): [string, string] => {
@@ -404,7 +419,7 @@ function insertActivationQdq(g: GraphProto, plan: Map<string, Plan>, params: Map
     let names = paramNames.get(root);
     if (!names) {
       const sz = params.get(root)!;
-      names = [fresh(g, `${root}_scale`), fresh(g, `${root}_zero_point`)];
+      names = [fresh(`${root}_s`), fresh(`${root}_zp`)];
       g.initializer.push(scalarTensor(names[0], 1, sz.scale), scalarTensor(names[1], 2, sz.zeroPoint));
       paramNames.set(root, names);
     }
@@ -412,19 +427,20 @@ function insertActivationQdq(g: GraphProto, plan: Map<string, Plan>, params: Map
   };
   for (const t of plan.keys()) {
     const [s, z] = paramsOf(t);
-    const qName = fresh(g, `${t}_quantized`);
+    const qName = fresh(`${t}_q`);
     if (graphOutputs.has(t)) {
       // The producer writes a new name; the graph output and every reader get the dequantized value.
-      const source = fresh(g, `${t}_float`);
+      const source = fresh(`${t}_f`);
       for (const n of g.node) n.output = n.output.map((o) => (o === t ? source : o));
-      g.node.push(makeNode('QuantizeLinear', [source, s, z], [qName], {}, `${t}_QuantizeLinear`));
-      g.node.push(makeNode('DequantizeLinear', [qName, s, z], [t], {}, `${t}_DequantizeLinear`));
+      for (const n of floatReaders) n.input = n.input.map((i) => (i === t ? source : i));
+      g.node.push(makeNode('QuantizeLinear', [source, s, z], [qName], {}, ''));
+      g.node.push(makeNode('DequantizeLinear', [qName, s, z], [t], {}, ''));
       view.set(t, t);
     } else {
-      const dqName = fresh(g, `${t}_dequantized`);
-      for (const n of g.node) n.input = n.input.map((i) => (i === t ? dqName : i));
-      g.node.push(makeNode('QuantizeLinear', [t, s, z], [qName], {}, `${t}_QuantizeLinear`));
-      g.node.push(makeNode('DequantizeLinear', [qName, s, z], [dqName], {}, `${t}_DequantizeLinear`));
+      const dqName = fresh(`${t}_dq`);
+      for (const n of g.node) if (!floatReaders.has(n)) n.input = n.input.map((i) => (i === t ? dqName : i));
+      g.node.push(makeNode('QuantizeLinear', [t, s, z], [qName], {}, ''));
+      g.node.push(makeNode('DequantizeLinear', [qName, s, z], [dqName], {}, ''));
       view.set(t, dqName);
     }
   }
