@@ -187,6 +187,22 @@ describe('static QDQ placement and fusion', () => {
     assert.equal(ops.QLinearGlobalAveragePool, 1);
     for (const op of ['Conv', 'Gemm', 'MatMul', 'Add', 'Concat', 'GlobalAveragePool', 'FusedConv']) assert.equal(report.floatOps?.[op], undefined, `${op} stayed float`);
     assert.equal(report.layers.filter((l) => l.format === 'qdq').length, 6);
+    // Placement: no Q between a Conv and its Relu; the Q after a Relu has zero point 0; one Q per tensor even
+    // where the stem's output feeds three branches; per-channel int8 weights on axis 0.
+    const g = m.graph;
+    const producer = new Map(g.node.flatMap((n) => n.output.map((o) => [o, n] as const)));
+    const zp = (name: string) => g.initializer.find((t) => t.name === name)!.rawData[0];
+    for (const n of g.node.filter((x) => x.opType === 'Conv')) {
+      const readers = g.node.filter((x) => x.input.includes(n.output[0]));
+      assert.ok(readers.every((r) => r.opType !== 'QuantizeLinear' || !g.node.some((x) => x.opType === 'Relu' && x.input.includes(n.output[0]))), n.name);
+      assert.equal(producer.get(n.input[1])!.opType, 'DequantizeLinear');
+      assert.equal(producer.get(n.input[1])!.attribute.find((a) => a.name === 'axis')?.i, 0n);
+    }
+    const qs = g.node.filter((n) => n.opType === 'QuantizeLinear');
+    assert.equal(new Set(qs.map((q) => q.input[0])).size, qs.length, 'one Q per tensor');
+    for (const q of qs.filter((x) => producer.get(x.input[0])?.opType === 'Relu')) assert.equal(zp(q.input[2]), 0, `zero point after ${q.input[0]}`);
+    assert.equal(qs.filter((q) => q.input[0] === 'stem.relu').length, 1);
+    assert.ok(report.activations!.every((a) => a.sqnrDb > 15 && Number.isFinite(a.sqnrDb)), JSON.stringify(report.activations));
     assert.ok(report.activations!.length > 5);
     assert.ok(report.activations![0].sqnrDb <= report.activations!.at(-1)!.sqnrDb, 'worst first');
     // Close to float on held-out samples.
@@ -279,6 +295,20 @@ describe('mnist-8 and opt-mnist, static U8S8 per-channel, calibrated on 256 MNIS
       assert.ok(base - acc <= 1, `${method}: drop ${base - acc}`);
     }
     console.log('mnist-8 calibrators (accuracy %, 2,000 images after the 256 calibration ones):', JSON.stringify(rows));
+  });
+});
+
+describe('weight bits', () => {
+  test('7 or 8 bits as asked; auto follows the CPU flags and says why', () => {
+    assert.deepEqual(chooseWeightBits('7'), { bits: 7, reason: '--weight-bits 7' });
+    assert.equal(chooseWeightBits('8').bits, 8);
+    const auto = chooseWeightBits('auto');
+    if (process.arch === 'x64' && fs.existsSync('/proc/cpuinfo')) {
+      const vnni = /\b(avx512_vnni|avx_vnni)\b/.test(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+      assert.equal(auto.bits, vnni ? 8 : 7);
+      assert.match(auto.reason, vnni ? /vnni/ : /without VNNI/);
+    }
+    console.log('weight bits here:', JSON.stringify(auto));
   });
 });
 

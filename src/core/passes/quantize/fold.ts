@@ -275,8 +275,8 @@ const sameUpTo13 = new Set([
  * Raises the default-domain opset to 13 when every op keeps its meaning, moving Slice and Squeeze/Unsqueeze
  * attributes to inputs on the way. Softmax, LogSoftmax and Hardmax changed at 13 (before, they flattened
  * everything from `axis` on into one axis; from 13 they work along `axis` alone), so they are accepted only
- * where `axis` is the last axis, where both readings agree. Returns undefined when raised (or already ≥ 13),
- * else the ops that block it.
+ * where `axis` is the last axis, where both readings agree. Returns the opset it started from, and the ops
+ * that blocked the upgrade when it was not done.
  */
 export function upgradeOpset13(model: OnnxModel): { from: number; blockers?: string[] } {
   const entry = model.proto.opsetImport.find((o) => o.domain === '' || o.domain === 'ai.onnx');
