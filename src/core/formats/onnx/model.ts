@@ -147,6 +147,15 @@ export class OnnxModel {
     return this.layerList;
   }
 
+  /**
+   * Forgets the weights and layers read so far, after a pass edited the graph in place (added, removed or
+   * reshaped initializers), so that writing and inspecting see the edited graph.
+   */
+  invalidate(): void {
+    this.weightMap = undefined;
+    this.layerList = undefined;
+  }
+
   /** Releases the external data file handles. */
   close(): void {
     this.external.close();

@@ -333,7 +333,14 @@ export const prunePass: Pass<PruneOptions, PruneReport> = {
   summary: 'unstructured (magnitude, Wanda or SparseGPT; per layer, global or sensitivity-guided) or N:M semi-structured pruning of Conv, Gemm and MatMul weights',
   params: pruneParams,
   async apply(model, p, ctx) {
-    if (p.structured === 'channels') return structuredApply(model, p, ctx);
+    if (p.structured === 'channels') {
+      try {
+        return await structuredApply(model, p, ctx);
+      } finally {
+        // Channel removal reshapes initializers in place.
+        model.invalidate();
+      }
+    }
     const nm = p.pattern !== 'none' ? patternRe.exec(p.pattern) : null;
     const [n, m] = nm ? [Number(nm[1]), Number(nm[2])] : [0, 0];
     if (nm && p.sparsity !== undefined && Math.abs(p.sparsity - (1 - n / m)) > 1e-9) {

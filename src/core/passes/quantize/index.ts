@@ -23,17 +23,14 @@ export const quantizePass: Pass<QuantizeOptions, QuantizeReport> = {
   name: 'quantize',
   summary: 'post-training quantization: weight-only int8/int4, static int8 QDQ calibrated on --data, dynamic int8 MatMul, or fp16',
   params: quantizeParams,
-  apply(model, raw, ctx) {
+  async apply(model, raw, ctx) {
     const p = normalizeQuantizeOptions(raw);
-    switch (p.mode) {
-      case 'weight-only':
-        return quantizeWeightOnly(model, p, ctx);
-      case 'static':
-        return quantizeStatic(model, p, ctx);
-      case 'dynamic':
-        return quantizeDynamic(model, p, ctx);
-      case 'fp16':
-        return convertFp16(model, p, ctx);
+    const modes = { 'weight-only': quantizeWeightOnly, static: quantizeStatic, dynamic: quantizeDynamic, fp16: convertFp16 };
+    try {
+      return await modes[p.mode](model, p, ctx);
+    } finally {
+      // Every mode rewrites initializers and nodes in place.
+      model.invalidate();
     }
   },
 };

@@ -1,4 +1,5 @@
 import type { ParamSpec, PassReport } from '../pass';
+import type { Preparation } from './fold';
 
 /** Quantization modes (DESIGN.md section 7: `quantize --mode`). */
 export type QuantizeMode = 'weight-only' | 'static' | 'dynamic' | 'fp16';
@@ -89,5 +90,11 @@ export interface QuantizeReport extends PassReport {
   weightBits?: { bits: 7 | 8; reason: string };
   /** Ops that stayed float in onnxruntime's optimized graph (read through optimizedModelFilePath). */
   floatOps?: Record<string, number>;
+  /** Static: every op of onnxruntime's optimized graph, by type (QLinearConv, QGemm, ...). */
+  optimizedOps?: Record<string, number>;
   errors: WeightError[];
+  /** Static: SQNR of each quantized activation (post-DQ) against the float model's on calibration data, worst first. */
+  activations?: Array<{ tensor: string; sqnrDb: number }>;
+  /** Static: what graph preparation did (folded BatchNorms and bias Adds, MatMul+Add to Gemm, opset raise). */
+  preparation?: Preparation;
 }

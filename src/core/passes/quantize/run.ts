@@ -75,7 +75,8 @@ export interface QuantizeResult {
   calibration?: QuantizeReport['calibration'];
   weightBits?: QuantizeReport['weightBits'];
   floatOps?: QuantizeReport['floatOps'];
-  activations?: Array<{ tensor: string; sqnrDb: number }>;
+  optimizedOps?: QuantizeReport['optimizedOps'];
+  activations?: QuantizeReport['activations'];
   /** Latency of the written model against the source at batch 1, interleaved in one process, before this returns. */
   preflight: LatencyComparison & { faster: boolean; advice?: string };
   fallback?: { maxDropPt: number; reached: boolean; tries: FallbackTry[]; float: string[] };
@@ -123,13 +124,13 @@ export async function runQuantize(p: QuantizeParams, signal?: AbortSignal, progr
     fs.mkdirSync(dir, { recursive: true });
 
     /** Quantizes a fresh copy of the source with `float` layers kept in float, and writes it to `file`. */
-    const attempt = async (float: string[], file: string): Promise<{ model: OnnxModel; report: QuantizeReport; passWarnings: string[] }> => {
+    const attempt = async (float: string[], file: string): Promise<{ model: OnnxModel; report: QuantizeReport; passWarnings: string[]; files: string[] }> => {
       const model = OnnxModel.open(source);
       const ctx: PassContext = { signal, progress, warnings: [], calibration };
       const report = await quantizePass.apply(model, { ...options, exclude: [...options.exclude, ...float] }, ctx);
       const recipe = recipeOf(source, sourceSha256, { ...report.params, exclude: [...options.exclude, ...float] });
-      writeOnnx(model, file, { provenance: { sourceSha256, recipe: JSON.stringify(recipe.steps) } });
-      return { model, report, passWarnings: ctx.warnings };
+      const written = writeOnnx(model, file, { provenance: { sourceSha256, recipe: JSON.stringify(recipe.steps) } });
+      return { model, report, passWarnings: ctx.warnings, files: [written.file, ...(written.dataFile ? [written.dataFile] : [])] };
     };
 
     progress(undefined, 'quantizing');
@@ -143,7 +144,8 @@ export async function runQuantize(p: QuantizeParams, signal?: AbortSignal, progr
 
     if (options.maxDrop !== undefined) {
       const tries: FallbackTry[] = [{ float: [], dropPt: dropPt(before, after) }];
-      const ranking = rankForFallback(chosen.report, chosen.model);
+      const ranked = rankedForFallback(chosen.report, chosen.model);
+      const ranking = ranked.map((x) => x.layer);
       const budget = p.maxTries ?? 8;
       let best = { k: 0, drop: tries[0].dropPt };
       const tryFloat = async (n: number): Promise<number> => {
@@ -183,6 +185,11 @@ export async function runQuantize(p: QuantizeParams, signal?: AbortSignal, progr
         after = await evaluate({ ...common, model: out, reference: source }, signal, progress);
       }
       fallback = { maxDropPt: options.maxDrop, reached, tries, float };
+      // Say why each fallback layer is float: its rank and the SQNR that put it there.
+      for (const l of chosen.report.layers) {
+        const i = ranking.indexOf(l.layer);
+        if (i >= 0 && float.includes(l.layer)) l.reason = `kept in float by --max-drop ${options.maxDrop}: the ${i ? `${ordinal(i + 1)} ` : ''}worst of ${ranking.length} quantized layers by ${ranked[i].by} SQNR (${ranked[i].db.toFixed(1)} dB)`;
+      }
 
     }
     for (const w of [...chosen.passWarnings, ...after.warnings]) if (!warnings.includes(w)) warnings.push(w);
@@ -198,7 +205,7 @@ export async function runQuantize(p: QuantizeParams, signal?: AbortSignal, progr
     }
     if (preflight.advice) warnings.push(preflight.advice);
 
-    const outFiles = [out, ...externalFiles(chosen.model).filter((f) => f.startsWith(dir))];
+    const outFiles = chosen.files;
     const recipe = recipeOf(source, sourceSha256, { ...chosen.report.params, exclude: [...options.exclude, ...float] });
     const result: QuantizeResult = {
       output: out,
@@ -223,7 +230,8 @@ export async function runQuantize(p: QuantizeParams, signal?: AbortSignal, progr
       ...(chosen.report.calibration ? { calibration: chosen.report.calibration } : {}),
       ...(chosen.report.weightBits ? { weightBits: chosen.report.weightBits } : {}),
       ...(chosen.report.floatOps ? { floatOps: chosen.report.floatOps } : {}),
-      ...(activationsOf(chosen.report) ? { activations: activationsOf(chosen.report) } : {}),
+      ...(chosen.report.optimizedOps ? { optimizedOps: chosen.report.optimizedOps } : {}),
+      ...(chosen.report.activations ? { activations: chosen.report.activations } : {}),
       preflight,
       ...(fallback ? { fallback } : {}),
       data: after.data,
@@ -243,6 +251,10 @@ export async function runQuantize(p: QuantizeParams, signal?: AbortSignal, progr
   }
 }
 
+function ordinal(n: number): string {
+  return n === 2 ? '2nd' : n === 3 ? '3rd' : `${n}th`;
+}
+
 function figures(r: EvalResult): QuantFigures {
   return { samples: r.samples, ...(r.accuracy !== undefined ? { accuracy: r.accuracy } : {}) };
 }
@@ -257,28 +269,27 @@ function recipeOf(source: string, sha256: string, params: Record<string, unknown
   return { tool: toolName, version, source: { file: source, sha256 }, steps: [{ pass: quantizePass.name, params }] };
 }
 
-/** Per-activation SQNR, when the mode measured it (static). */
-function activationsOf(report: QuantizeReport): Array<{ tensor: string; sqnrDb: number }> | undefined {
-  return (report as QuantizeReport & { activations?: Array<{ tensor: string; sqnrDb: number }> }).activations;
-}
-
 /**
  * Quantized layers, worst first, for the fallback to return to float: by the SQNR of the layer's output
  * activation when the mode measured it (what the next layers see), else by its weight's SQNR.
  */
 export function rankForFallback(report: QuantizeReport, model: OnnxModel): string[] {
-  const acts = new Map((activationsOf(report) ?? []).map((a) => [a.tensor, a.sqnrDb]));
+  return rankedForFallback(report, model).map((x) => x.layer);
+}
+
+/** rankForFallback with each layer's score (dB) and what it measures. */
+function rankedForFallback(report: QuantizeReport, model: OnnxModel): Array<{ layer: string; db: number; by: 'activation' | 'weight' }> {
+  const acts = new Map((report.activations ?? []).map((a) => [a.tensor, a.sqnrDb]));
   const outputOf = new Map(model.graph.node.map((n) => [n.name, n.output[0]]));
-  const score = (l: QuantLayerSummary) => {
+  const score = (l: QuantLayerSummary): { db: number; by: 'activation' | 'weight' } => {
     const out = outputOf.get(l.layer);
-    const a = out === undefined ? undefined : [...acts.entries()].find(([t]) => t === out || t.startsWith(`${out}`))?.[1];
-    return a ?? l.sqnrDb ?? Infinity;
+    const a = out === undefined ? undefined : acts.get(out);
+    return a !== undefined ? { db: a, by: 'activation' } : { db: l.sqnrDb ?? Infinity, by: 'weight' };
   };
   return report.layers
     .filter((l) => l.format !== 'float')
-    .map((l) => ({ l, s: score(l) }))
-    .sort((a, b) => a.s - b.s || a.l.layer.localeCompare(b.l.layer))
-    .map((x) => x.l.layer);
+    .map((l) => ({ layer: l.layer, ...score(l) }))
+    .sort((a, b) => a.db - b.db || a.layer.localeCompare(b.layer));
 }
 
 /** Why a quantized model is not faster here, and what would help instead; nothing when it is faster. */
@@ -296,6 +307,7 @@ function slowerAdvice(t: LatencyComparison, p: QuantizeOptions, model: OnnxModel
   if (p.mode === 'fp16' && t.ep === 'cpu') reasons.push('the CPU provider computes fp16 models in fp32 after casting at load, so fp16 only halves the file');
   if (p.mode === 'weight-only' && p.bits === 8) reasons.push('weight-only int8 dequantizes the weights at run time; it saves size, not time');
   if (p.mode === 'dynamic') reasons.push('dynamic quantization computes activation scales at every run');
+  if (t.baselineMs < 0.2 && (p.mode === 'static' || p.mode === 'dynamic')) reasons.push(`a model this small (${t.baselineMs.toFixed(3)} ms) spends more on quantizing its input and dequantizing its output than int8 arithmetic saves`);
   const instead = 'For a smaller file, weight-only int8 or fp16 keep the fp32 kernels; for speed, structured channel pruning (whittle prune --structured channels) shrinks the compute itself.';
   return { advice: `Preflight: the quantized model is ${t.ratio < 1.03 ? 'no faster' : 'slower'} here: ${ratio}${reasons.length ? `, because of ${reasons.join('; and ')}` : ''}. ${instead}` };
 }
@@ -334,7 +346,7 @@ export function quantizeMarkdown(r: QuantizeResult): string {
           ...r.fallback.tries.map((t, i) => `| ${i + 1} | ${t.float.length} | ${t.dropPt} |`),
         ]
       : []),
-    ...(r.floatOps && Object.keys(r.floatOps).length ? ['', `Ops that stayed float in onnxruntime's optimized graph: ${Object.entries(r.floatOps).map(([op, n]) => `${op} x${n}`).join(', ')}.`] : []),
+    ...(r.optimizedOps ? ['', `onnxruntime's optimized graph: ${Object.entries(r.optimizedOps).map(([op, n]) => `${op} x${n}`).join(', ')}. ${r.floatOps && Object.keys(r.floatOps).length ? `Compute ops that stayed float: ${Object.entries(r.floatOps).map(([op, n]) => `${op} x${n}`).join(', ')}.` : 'No compute op stayed float.'}`] : []),
     '',
     '| layer | op | weight | format | bits | granularity | weight SQNR (dB) | note |',
     '|---|---|---|---|---:|---|---:|---|',
