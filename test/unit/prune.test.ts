@@ -6,7 +6,8 @@ import { describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { OnnxModel } from '../../src/core/formats/onnx/model';
 import { flagSpecs, parseParams } from '../../src/core/passes/pass';
-import { checkNM, prunePass, type PruneOptions } from '../../src/core/passes/prune/unstructured';
+import { checkNM, inputNormalized, prunePass, type PruneOptions } from '../../src/core/passes/prune/unstructured';
+import { magnitudePrune, sortedMagnitudes } from '../../src/core/analysis/sensitivity';
 import { allocateSparsity, costAt } from '../../src/core/passes/prune/allocate';
 import { wandaPrune } from '../../src/core/passes/prune/wanda';
 import { runPrune, type PruneResult } from '../../src/core/passes/run';
@@ -203,6 +204,24 @@ describe('whittle prune (CLI)', () => {
     const uniform = prune();
     assert.ok(uniform.metrics.accuracy!.dropPt < 1, `uniform drop ${uniform.metrics.accuracy!.dropPt} pt`);
     assert.ok(global.metrics.accuracy!.dropPt < uniform.metrics.accuracy!.dropPt, 'the global threshold spares the small first conv');
+  });
+});
+
+describe('per-input-normalised magnitude (--norm input)', () => {
+  test('an input of small scale is emptied by |w| but keeps its share under --norm input', () => {
+    // A [K=4, N=8] MatMul weight whose input 0 reads 100x smaller values than the others.
+    const w = Float32Array.from({ length: 32 }, (_, i) => (Math.floor(i / 8) === 0 ? 0.01 : 1) * (1 + (i % 8) / 8) * (i % 2 ? -1 : 1));
+    const zeroedPerInput = (pruned: Float32Array) => [0, 1, 2, 3].map((k) => pruned.slice(k * 8, k * 8 + 8).filter((v) => v === 0).length);
+    const abs = new Float32Array(32);
+    magnitudePrune(w, sortedMagnitudes(w), 0.25, abs);
+    assert.deepEqual(zeroedPerInput(abs), [8, 0, 0, 0]);
+    const scores = inputNormalized(w, [4, 8], 'inOut');
+    const byInput = new Float32Array(32);
+    magnitudePrune(scores, sortedMagnitudes(scores), 0.25, byInput);
+    assert.deepEqual(zeroedPerInput(byInput), [2, 2, 2, 2]);
+    // A Conv [O=2, I=3, 1, 1]: the score divides by the norm over the outputs reading each input channel.
+    const c = inputNormalized(Float32Array.of(3, 0, 1, 4, 0, 1), [2, 3, 1, 1], 'outIn');
+    assert.deepEqual([...c].map((v) => +v.toFixed(4)), [0.6, 0, 0.7071, 0.8, 0, 0.7071]);
   });
 });
 

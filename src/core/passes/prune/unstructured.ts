@@ -15,6 +15,8 @@ export interface PruneOptions {
   /** Fraction of each pruned weight to zero (0..1); implied by `pattern` when that is given. */
   sparsity?: number;
   method: 'magnitude' | 'wanda' | 'sparsegpt';
+  /** Magnitude score: |w|, or |w| divided by the L2 norm of all weights reading the same input ('input'). */
+  norm: 'abs' | 'input';
   /** SparseGPT: Hessian damping as a fraction of its mean diagonal. */
   damp: number;
   scope: 'layer' | 'global' | 'sensitivity';
@@ -96,6 +98,7 @@ const patternRe = /^(\d+):(\d+)$/;
 /** The pass's parameter table: drives the CLI flags, the recipe schema, the wizard and the tests. */
 export const pruneParams: ParamSpec[] = [
   { name: 'sparsity', type: 'number', min: 0, max: 1, placeholder: 'S', help: 'fraction of weights to zero in each pruned layer (layer scope) or overall (global scope)' },
+  { name: 'norm', type: 'enum', choices: ['abs', 'input'], default: 'abs', placeholder: 'NORM', help: 'magnitude score: abs = |w|; input = |w| / ||w of the same input||, so inputs of small scale are not emptied wholesale' },
   { name: 'method', type: 'enum', choices: ['magnitude', 'wanda', 'sparsegpt'], default: 'magnitude', placeholder: 'METHOD', help: 'importance score: |w|; wanda |w| x ||x|| (input feature norms on the calibration data) compared within each output; sparsegpt: prune by w²/[H⁻¹]ᵢᵢ² and update the remaining weights to reconstruct each layer\'s output on the calibration data' },
   { name: 'damp', type: 'number', min: 0, max: 10, default: 0.01, placeholder: 'F', help: 'sparsegpt: Hessian damping, as a fraction of the mean of its diagonal' },
   { name: 'scope', type: 'enum', choices: ['layer', 'global', 'sensitivity'], default: 'layer', placeholder: 'SCOPE', help: 'layer: the same sparsity in every layer; global: one |w| threshold across layers; sensitivity: per-layer sparsities from the analysis curves on --data at the least total metric cost' },
@@ -291,6 +294,39 @@ function selectTargets(model: OnnxModel, exclude: string[], ctx: PassContext): L
   return out;
 }
 
+/**
+ * |w| / ||w_j||: each weight's magnitude over the L2 norm of every weight that reads the same input feature j
+ * (input channel j of a Conv, of its own group for grouped convs; row j of a [K, N] MatMul weight). A weight of
+ * an all-zero input scores 0.
+ */
+export function inputNormalized(values: Float32Array, shape: readonly number[], layout: NMLayout, groups = 1): Float32Array {
+  const count = values.length;
+  let feature: (i: number) => number;
+  let features: number;
+  if (layout === 'outIn') {
+    const [rows, len] = [shape[0] ?? 1, shape[1] ?? 1];
+    const post = count / (rows * len);
+    const perGroup = rows / groups;
+    features = groups * len;
+    feature = (i) => {
+      const r = Math.floor(i / (len * post));
+      return Math.floor(r / perGroup) * len + Math.floor((i % (len * post)) / post);
+    };
+  } else {
+    const cols = shape.at(-1) ?? 1;
+    features = count / cols;
+    feature = (i) => Math.floor(i / cols);
+  }
+  const sq = new Float64Array(features);
+  for (let i = 0; i < count; i++) sq[feature(i)] += values[i] * values[i];
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) {
+    const nrm = Math.sqrt(sq[feature(i)]);
+    out[i] = nrm > 0 ? Math.abs(values[i]) / nrm : 0;
+  }
+  return out;
+}
+
 /** The `group` attribute of a layer's Conv node (1 for anything else). */
 function convGroups(model: OnnxModel, layer: Layer): number {
   const node = model.graph.node.find((x) => x.name === layer.name);
@@ -358,7 +394,10 @@ export const prunePass: Pass<PruneOptions, PruneReport> = {
     const zerosBefore = targets.map((t) => zerosOf(t.values));
 
     let counts: number[] | undefined;
-    const sorted = !nm ? targets.map((t) => sortedMagnitudes(t.values)) : [];
+    if (p.norm === 'input' && (nm || p.method !== 'magnitude')) throw new InputError(undefined, `--norm input applies to unstructured --method magnitude${nm ? ', not to --pattern' : `, not to --method ${p.method}`}`);
+    // --norm input ranks by |w| / ||w of its input||: the thresholds run over those scores instead of |w|.
+    const scores = !nm && p.norm === 'input' ? targets.map((t) => inputNormalized(t.values, t.layer.weight.shape, nmLayout(t.layer), convGroups(model, t.layer))) : undefined;
+    const sorted = !nm ? targets.map((t, i) => sortedMagnitudes(scores?.[i] ?? t.values)) : [];
     if (!nm && p.scope === 'global') counts = globalCounts(targets, sorted, p.sparsity!, p.minSparsity, p.maxSparsity);
     const calibration = ctx.calibration ?? { data: 'random' };
     let allocation: PruneReport['allocation'];
@@ -402,6 +441,9 @@ export const prunePass: Pass<PruneOptions, PruneReport> = {
         else if (layerNorms) {
           pruned.set(values);
           wandaPrune(pruned, shape, nmLayout(layer), layerNorms, s, convGroups(model, layer));
+        } else if (scores) {
+          magnitudePrune(scores[i], sorted[i], s, pruned);
+          for (let j = 0; j < pruned.length; j++) pruned[j] = pruned[j] === 0 ? 0 : values[j];
         } else magnitudePrune(values, sorted[i], s, pruned);
       }
       replaceTensorData(model.graph, layer.weight.name, pruned);
