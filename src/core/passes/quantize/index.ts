@@ -15,6 +15,7 @@ export function normalizeQuantizeOptions(raw: QuantizeOptions): QuantizeOptions 
   if (p.bits === 4 && p.mode !== 'weight-only') throw new InputError(undefined, `--bits 4 is for --mode weight-only; --mode ${p.mode} quantizes to 8 bits`);
   if (p.block !== undefined && p.block > 0 && p.mode !== 'weight-only') throw new InputError(undefined, `--block applies to --mode weight-only, not ${p.mode}`);
   if (p.keepFp32.length && p.mode !== 'fp16') throw new InputError(undefined, `--keep-fp32 applies to --mode fp16, not ${p.mode}`);
+  if (p.fullRange?.length && p.mode !== 'static') throw new InputError(undefined, `--full-range applies to --mode static, not ${p.mode}`);
   return p;
 }
 

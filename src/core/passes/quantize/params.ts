@@ -31,6 +31,8 @@ export interface QuantizeOptions {
   maxDrop?: number;
   /** Layer names (or op types, e.g. Softmax) kept in float. */
   exclude: string[];
+  /** Static: activation tensors quantized over their observed [min, max] whatever `calibration` chose (the --max-drop fallback widens clipped ranges with it). */
+  fullRange?: string[];
   /** fp16: op types kept in float32. */
   keepFp32: string[];
 }
@@ -49,6 +51,7 @@ export const quantizeParams: ParamSpec[] = [
   { name: 'biasCorrection', type: 'boolean', default: false, help: 'static: correct the mean shift of each quantized layer output on the calibration data' },
   { name: 'maxDrop', type: 'number', min: 0, placeholder: 'P', help: 'accuracy-aware: largest accuracy drop in points; the worst layers go back to float until it holds' },
   { name: 'exclude', type: 'list', default: [], placeholder: 'LAYERS', help: 'comma-separated layer names or op types to keep in float' },
+  { name: 'fullRange', type: 'list', default: [], placeholder: 'TENSORS', help: 'static: activation tensors quantized over their observed min..max, not the range --calibration chose (what --max-drop widens when a clipped range costs accuracy)' },
   { name: 'keepFp32', type: 'list', default: [], placeholder: 'OPS', help: 'fp16: op types kept in float32 (e.g. Softmax,LayerNormalization)' },
 ];
 
@@ -67,6 +70,25 @@ export interface QuantLayerSummary {
   /** SQNR of the dequantized weight against the float one, in dB. */
   sqnrDb?: number;
   reason?: string;
+  /** Static: the activation tensor whose QuantizeLinear follows the layer (its output, after a folded Relu). */
+  activation?: string;
+}
+
+/** Static: how one activation tensor's range was chosen, and the quantization error expected from it. */
+export interface ActivationRange {
+  tensor: string;
+  /** The range quantized over. */
+  range: [number, number];
+  /** The observed minimum and maximum on the calibration data. */
+  observed: [number, number];
+  /** True when the range was widened to `observed` by `fullRange`. */
+  full: boolean;
+  /** Expected SQNR of quantizing this tensor alone (its own rounding and clipping, not upstream error), dB, from the calibration histogram. */
+  sqnrDb: number;
+  /** The same over the observed range. */
+  fullRangeSqnrDb: number;
+  /** Share of calibration values outside the range (clipped). */
+  clipped: number;
 }
 
 /** Per-element weight error of one layer, kept in memory for the Inspector's quantization-error heatmap. */
@@ -95,6 +117,8 @@ export interface QuantizeReport extends PassReport {
   errors: WeightError[];
   /** Static: SQNR of each quantized activation (post-DQ) against the float model's on calibration data, worst first. */
   activations?: Array<{ tensor: string; sqnrDb: number }>;
+  /** Static: each calibrated activation's range and the error expected from it alone, worst first. */
+  ranges?: ActivationRange[];
   /** Static: what graph preparation did (folded BatchNorms and bias Adds, MatMul+Add to Gemm, opset raise). */
   preparation?: Preparation;
 }

@@ -40,9 +40,10 @@ export interface QuantFigures {
   accuracy?: number;
 }
 
-/** One try of the accuracy-aware fallback: which layers stayed float and what it cost. */
+/** One try of the accuracy-aware fallback: which layers stayed float, which activation ranges were widened, and what it cost. */
 export interface FallbackTry {
   float: string[];
+  fullRange?: string[];
   dropPt: number;
 }
 
@@ -79,7 +80,7 @@ export interface QuantizeResult {
   activations?: QuantizeReport['activations'];
   /** Latency of the written model against the source at batch 1, interleaved in one process, before this returns. */
   preflight: LatencyComparison & { faster: boolean; advice?: string };
-  fallback?: { maxDropPt: number; reached: boolean; tries: FallbackTry[]; float: string[] };
+  fallback?: { maxDropPt: number; reached: boolean; tries: FallbackTry[]; float: string[]; fullRange?: Array<{ tensor: string; reason: string }> };
   data: string;
   calibData: string;
 }
@@ -123,11 +124,11 @@ export async function runQuantize(p: QuantizeParams, signal?: AbortSignal, progr
     const zeros = params.reduce((a, w) => a + (w.ref.dtype === 1 ? countZeros(w.ref.toFloat32()) : 0), 0);
     fs.mkdirSync(dir, { recursive: true });
 
-    /** Quantizes a fresh copy of the source with `float` layers kept in float, and writes it to `file`. */
-    const attempt = async (float: string[], file: string): Promise<{ model: OnnxModel; report: QuantizeReport; passWarnings: string[]; files: string[] }> => {
+    /** Quantizes a fresh copy of the source with `float` layers kept in float (and `fullRange` activations over their observed range), and writes it to `file`. */
+    const attempt = async (float: string[], file: string, fullRange: string[] = []): Promise<{ model: OnnxModel; report: QuantizeReport; passWarnings: string[]; files: string[] }> => {
       const model = OnnxModel.open(source);
       const ctx: PassContext = { signal, progress, warnings: [], calibration };
-      const report = await quantizePass.apply(model, { ...options, exclude: [...options.exclude, ...float] }, ctx);
+      const report = await quantizePass.apply(model, { ...options, exclude: [...options.exclude, ...float], ...(fullRange.length ? { fullRange: [...(options.fullRange ?? []), ...fullRange] } : {}) }, ctx);
       const recipe = recipeOf(source, sourceSha256, { ...report.params, exclude: [...options.exclude, ...float] });
       const written = writeOnnx(model, file, { provenance: { sourceSha256, recipe: JSON.stringify(recipe.steps) } });
       return { model, report, passWarnings: ctx.warnings, files: [written.file, ...(written.dataFile ? [written.dataFile] : [])] };
@@ -143,54 +144,82 @@ export async function runQuantize(p: QuantizeParams, signal?: AbortSignal, progr
     let fallback: QuantizeResult['fallback'];
 
     if (options.maxDrop !== undefined) {
+      const maxDrop = options.maxDrop;
       const tries: FallbackTry[] = [{ float: [], dropPt: dropPt(before, after) }];
-      const ranked = rankedForFallback(chosen.report, chosen.model);
-      const ranking = ranked.map((x) => x.layer);
       const budget = p.maxTries ?? 8;
-      let best = { k: 0, drop: tries[0].dropPt };
-      const tryFloat = async (n: number): Promise<number> => {
-        const file = path.join(dir, `.try-${n}.onnx`);
+      let best = { float: [] as string[], fullRange: [] as string[], drop: tries[0].dropPt };
+      const tryWith = async (floatLayers: string[], fullRange: string[]): Promise<number> => {
+        const file = path.join(dir, `.try-${tries.length}.onnx`);
         tryFiles.push(file);
-        progress(undefined, `fallback: ${n} layer(s) in float`);
-        const t = await attempt(ranking.slice(0, n), file);
+        progress(undefined, `fallback: ${floatLayers.length} layer(s) in float${fullRange.length ? `, ${fullRange.length} activation range(s) widened` : ''}`);
+        const t = await attempt(floatLayers, file, fullRange);
         t.model.close();
         const r = await evaluate({ ...common, model: file, reference: source }, signal, progress);
         fs.rmSync(file, { force: true });
         const drop = dropPt(before, r);
-        tries.push({ float: ranking.slice(0, n), dropPt: drop });
-        if (drop < best.drop || (drop <= options.maxDrop! && best.drop > options.maxDrop!)) best = { k: n, drop };
+        tries.push({ float: floatLayers, ...(fullRange.length ? { fullRange } : {}), dropPt: drop });
+        if (drop < best.drop || (drop <= maxDrop && best.drop > maxDrop)) best = { float: floatLayers, fullRange, drop };
         return drop;
       };
-      // Double the number of float layers until the drop holds, then bisect between the last miss and the hit.
-      let lo = 0;
-      let hi: number | undefined = tries[0].dropPt <= options.maxDrop ? 0 : undefined;
-      let k = 1;
-      while (hi === undefined && tries.length < budget && k <= ranking.length) {
-        const drop = await tryFloat(k);
-        if (drop <= options.maxDrop) hi = k;
-        else lo = k;
-        k = Math.min(k * 2, ranking.length === k ? k + 1 : ranking.length);
+      // The fewest of `count` ranked changes that hold the drop: double until a try holds, then bisect
+      // between the last miss and the hit. Undefined when none held within the budget.
+      const fewest = async (count: number, run: (k: number) => Promise<number>): Promise<number | undefined> => {
+        let lo = 0;
+        let hi: number | undefined;
+        let k = 1;
+        while (hi === undefined && tries.length < budget && k <= count) {
+          if ((await run(k)) <= maxDrop) hi = k;
+          else lo = k;
+          k = Math.min(k * 2, count === k ? k + 1 : count);
+        }
+        while (hi !== undefined && hi - lo > 1 && tries.length < budget) {
+          const mid = (lo + hi) >> 1;
+          if ((await run(mid)) <= maxDrop) hi = mid;
+          else lo = mid;
+        }
+        return hi;
+      };
+
+      // Static with a clipping calibrator: the error often sits in an activation's clipped range, which the
+      // layers around it keep when they go to float. So first widen the worst clipped ranges to their
+      // observed min..max (every layer stays int8), and return layers to float only if that is not enough.
+      const clippedRanges = (chosen.report.ranges ?? []).filter((r) => !r.full && (r.range[0] > r.observed[0] || r.range[1] < r.observed[1]));
+      const rangeRanking = clippedRanges.map((r) => r.tensor);
+      let fullRange: string[] = [];
+      let reached = tries[0].dropPt <= maxDrop;
+      if (!reached && rangeRanking.length) {
+        const k = await fewest(rangeRanking.length, (n) => tryWith([], rangeRanking.slice(0, n)));
+        reached = k !== undefined;
+        fullRange = reached ? rangeRanking.slice(0, k) : best.fullRange;
       }
-      while (hi !== undefined && hi - lo > 1 && tries.length < budget) {
-        const mid = (lo + hi) >> 1;
-        if ((await tryFloat(mid)) <= options.maxDrop) hi = mid;
-        else lo = mid;
+      const ranked = rankedForFallback(chosen.report, chosen.model);
+      const ranking = ranked.map((x) => x.layer);
+      if (!reached) {
+        const k = await fewest(ranking.length, (n) => tryWith(ranking.slice(0, n), fullRange));
+        reached = k !== undefined;
+        if (reached) float = ranking.slice(0, k);
       }
-      const reached = hi !== undefined;
-      if (!reached) warnings.push(`--max-drop ${options.maxDrop}: no try reached it within ${tries.length} tries; the model written is the best found (${best.drop} pt drop with ${best.k} layer(s) in float)`);
-      float = ranking.slice(0, reached ? hi! : best.k);
-      if (float.length) {
+      if (!reached) {
+        warnings.push(`--max-drop ${maxDrop}: no try reached it within ${tries.length} tries; the model written is the best found (${best.drop} pt drop with ${best.float.length} layer(s) in float and ${best.fullRange.length} activation range(s) widened)`);
+        float = best.float;
+        fullRange = best.fullRange;
+      }
+      if (float.length || fullRange.length) {
         chosen.model.close();
-        chosen = await attempt(float, out);
+        chosen = await attempt(float, out, fullRange);
         after = await evaluate({ ...common, model: out, reference: source }, signal, progress);
       }
-      fallback = { maxDropPt: options.maxDrop, reached, tries, float };
-      // Say why each fallback layer is float: its rank and the SQNR that put it there.
+      // Say why each widened range and each fallback layer is what it is: its rank and the SQNR that put it there.
+      const widened = fullRange.map((tensor) => {
+        const i = rangeRanking.indexOf(tensor);
+        const r = clippedRanges[i];
+        return { tensor, reason: `range widened to its observed min..max by --max-drop ${maxDrop}: the ${i ? `${ordinal(i + 1)} ` : ''}worst of ${rangeRanking.length} clipped activation ranges by expected SQNR (${r.sqnrDb.toFixed(1)} dB over the ${options.calibration} range [${r.range.map((x) => x.toPrecision(4)).join(', ')}], clipping ${(r.clipped * 100).toFixed(3)}% of calibration values; ${r.fullRangeSqnrDb.toFixed(1)} dB over [${r.observed.map((x) => x.toPrecision(4)).join(', ')}])` };
+      });
+      fallback = { maxDropPt: maxDrop, reached, tries, float, ...(widened.length ? { fullRange: widened } : {}) };
       for (const l of chosen.report.layers) {
         const i = ranking.indexOf(l.layer);
-        if (i >= 0 && float.includes(l.layer)) l.reason = `kept in float by --max-drop ${options.maxDrop}: the ${i ? `${ordinal(i + 1)} ` : ''}worst of ${ranking.length} quantized layers by ${ranked[i].by} SQNR (${ranked[i].db.toFixed(1)} dB)`;
+        if (i >= 0 && float.includes(l.layer)) l.reason = `kept in float by --max-drop ${maxDrop}: the ${i ? `${ordinal(i + 1)} ` : ''}worst of ${ranking.length} quantized layers by ${ranked[i].by} SQNR (${ranked[i].db.toFixed(1)} dB)`;
       }
-
     }
     for (const w of [...chosen.passWarnings, ...after.warnings]) if (!warnings.includes(w)) warnings.push(w);
 
@@ -282,7 +311,8 @@ function rankedForFallback(report: QuantizeReport, model: OnnxModel): Array<{ la
   const acts = new Map((report.activations ?? []).map((a) => [a.tensor, a.sqnrDb]));
   const outputOf = new Map(model.graph.node.map((n) => [n.name, n.output[0]]));
   const score = (l: QuantLayerSummary): { db: number; by: 'activation' | 'weight' } => {
-    const out = outputOf.get(l.layer);
+    // The tensor whose Q follows the layer (after a folded Relu); the node's own output is renamed or unquantized then.
+    const out = l.activation ?? outputOf.get(l.layer);
     const a = out === undefined ? undefined : acts.get(out);
     return a !== undefined ? { db: a, by: 'activation' } : { db: l.sqnrDb ?? Infinity, by: 'weight' };
   };
@@ -340,10 +370,11 @@ export function quantizeMarkdown(r: QuantizeResult): string {
           `## Accuracy-aware fallback (max drop ${r.fallback.maxDropPt} pt): ${r.fallback.reached ? 'reached' : 'not reached'}`,
           '',
           `Layers kept in float: ${r.fallback.float.length ? r.fallback.float.join(', ') : 'none'} (ranked worst first by ${r.activations ? 'output activation SQNR' : 'weight SQNR'}).`,
+          ...(r.fallback.fullRange ? ['', 'Activation ranges widened to their observed min..max (the layers around them stay int8):', '', ...r.fallback.fullRange.map((x) => `- ${x.tensor}: ${x.reason}`)] : []),
           '',
-          '| try | layers in float | drop (pt) |',
-          '|---:|---:|---:|',
-          ...r.fallback.tries.map((t, i) => `| ${i + 1} | ${t.float.length} | ${t.dropPt} |`),
+          '| try | layers in float | ranges widened | drop (pt) |',
+          '|---:|---:|---:|---:|',
+          ...r.fallback.tries.map((t, i) => `| ${i + 1} | ${t.float.length} | ${t.fullRange?.length ?? 0} | ${t.dropPt} |`),
         ]
       : []),
     ...(r.optimizedOps ? ['', `onnxruntime's optimized graph: ${Object.entries(r.optimizedOps).map(([op, n]) => `${op} x${n}`).join(', ')}. ${r.floatOps && Object.keys(r.floatOps).length ? `Compute ops that stayed float: ${Object.entries(r.floatOps).map(([op, n]) => `${op} x${n}`).join(', ')}.` : 'No compute op stayed float.'}`] : []),

@@ -21,10 +21,10 @@ import { tensorShape } from '../../formats/onnx/tensor';
 import { modelInputs, openSession } from '../../runtime/session';
 import { outputFloats, toOrt } from '../../runtime/tensors';
 import type { Calibration, ParamValue, PassContext } from '../pass';
-import { activationSpec, chooseRange, collectStats, type CalibrationTarget, type TensorStats } from './calibrate';
+import { activationSpec, chooseRange, collectStats, histogramMse, type CalibrationTarget, type TensorStats } from './calibrate';
 import { floatValues, prepareForQuantization } from './fold';
 import { dequantizeTensor, quantizeTensor, roundHalfEven, scaleZeroPoint, sqnrDb, sqnrPerAxis, toBytes8, type ScaleZero } from './math';
-import type { QuantizeOptions, QuantizeReport, QuantLayerSummary, WeightError } from './params';
+import type { ActivationRange, QuantizeOptions, QuantizeReport, QuantLayerSummary, WeightError } from './params';
 
 /** Ops that get their own output scale and run as QLinear* kernels when all their inputs are quantized. */
 const ownScaleOps = new Set(['Add', 'Mul', 'Concat', 'GlobalAveragePool', 'AveragePool']);
@@ -125,6 +125,8 @@ export async function quantizeStatic(model: OnnxModel, p: QuantizeOptions, ctx: 
   }
   const plan = new Map<string, Plan>();
   const foldedActivations = new Set<NodeProto>();
+  /** Per quantized op, the tensor its output Q sits on (after a folded Relu), for the report. */
+  const outputActivation = new Map<NodeProto, string>();
   const own = (t: string) => {
     if (t && !constants.has(t) && isFloat(t) && !plan.has(t)) plan.set(t, { kind: 'own' });
   };
@@ -136,7 +138,11 @@ export async function quantizeStatic(model: OnnxModel, p: QuantizeOptions, ctx: 
     if (act && !excluded(act) && (act.opType === 'Relu' || (act.opType === 'Clip' && clipMin(act, inits) === 0))) {
       foldedActivations.add(act);
       own(act.output[0]);
-    } else own(out);
+      outputActivation.set(n, act.output[0]);
+    } else {
+      own(out);
+      outputActivation.set(n, out);
+    }
   };
   for (const n of g.node) {
     if (weighted.has(n)) {
@@ -169,11 +175,19 @@ export async function quantizeStatic(model: OnnxModel, p: QuantizeOptions, ctx: 
     throw err;
   }
   const params = new Map<string, ScaleZero>();
+  const fullRange = new Set(p.fullRange ?? []);
+  const unknownFull = [...fullRange].filter((t) => plan.get(t)?.kind !== 'own');
+  if (unknownFull.length) ctx.warnings.push(`--full-range: no calibrated activation named ${unknownFull.map((t) => `'${t}'`).join(', ')} (shared-scale tensors take their input's range)`);
+  const ranges: ActivationRange[] = [];
   for (const [t, pl] of plan) {
     if (pl.kind !== 'own') continue;
-    const [lo, hi] = chooseRange(calibration.stats.get(t)!, p.calibration, p.percentile);
+    const stats = calibration.stats.get(t)!;
+    const full = fullRange.has(t);
+    const [lo, hi] = full ? [stats.min, stats.max] : chooseRange(stats, p.calibration, p.percentile);
     params.set(t, scaleZeroPoint(lo, hi, activationSpec));
+    if (stats.count) ranges.push(rangeReport(t, stats, [lo, hi], full));
   }
+  ranges.sort((a, b) => a.sqnrDb - b.sqnrDb || a.tensor.localeCompare(b.tensor));
   for (const [t, pl] of plan) if (pl.kind === 'shared') params.set(t, params.get(pl.from)!);
 
   // --- Weights and biases.
@@ -186,6 +200,8 @@ export async function quantizeStatic(model: OnnxModel, p: QuantizeOptions, ctx: 
     if (!sx) continue;
     const done = quantizeWeights(model, g, fresh, w, sx.scale, perChannel, weightBits.bits, p.biasCorrection ? calibration.stats.get(w.node.input[0]) : undefined, errors);
     if (done.corrected) corrected++;
+    const act = outputActivation.get(w.node);
+    if (act && plan.has(act)) done.summary.activation = act;
     layers.push(done.summary);
   }
   if (p.biasCorrection) ctx.warnings.push(`bias correction: ${corrected} layer(s) had their bias shifted by E[(W − Ŵ)x], with E[x] per input channel from the calibration data (empirical bias correction, Nagel et al. 2019; zero padding at borders is ignored)`);
@@ -228,8 +244,34 @@ export async function quantizeStatic(model: OnnxModel, p: QuantizeOptions, ctx: 
     optimizedOps: fused?.ops,
     errors,
     activations,
+    ranges,
     preparation: prep,
   };
+}
+
+/**
+ * One activation's range and the error its quantization alone is expected to add, from the calibration
+ * histogram: signal Σx² against rounding noise inside the range and clipping error beyond it.
+ */
+function rangeReport(tensor: string, s: TensorStats, range: [number, number], full: boolean): ActivationRange {
+  let signal = 0;
+  let total = 0;
+  let out = 0;
+  const w = s.binWidth;
+  for (let b = 0; b < s.counts.length; b++) {
+    const n = s.counts[b];
+    if (!n) continue;
+    const c = -s.limit + (b + 0.5) * w;
+    signal += n * c * c;
+    total += n;
+    // A bin counts as clipped when its centre lies beyond the range by more than half a bin.
+    if (c < range[0] - w / 2 || c > range[1] + w / 2) out += n;
+  }
+  const db = (lo: number, hi: number) => {
+    const noise = histogramMse(s, lo, hi);
+    return noise === 0 ? Infinity : 10 * Math.log10(signal / Math.max(total, 1) / noise);
+  };
+  return { tensor, range, observed: [s.min, s.max], full, sqnrDb: db(range[0], range[1]), fullRangeSqnrDb: db(s.min, s.max), clipped: total ? out / total : 0 };
 }
 
 /** The constant lower bound of a Clip (attribute before opset 11, input after), or undefined. */
