@@ -149,4 +149,21 @@ describe('range choosers on a Gaussian with outliers', () => {
       assert.equal(scaleZeroPoint(lo, hi, activationSpec).zeroPoint, 0);
     }
   });
+
+  test("entropy is not pulled down by a Relu's exact zeros: it clips well under 1% of a half-zero, long-tailed tensor", () => {
+    // Like a conv's output after Relu: 60% exact zeros, the rest exponential with a long tail.
+    const rand = seededRandom(11);
+    const s = new TensorStats();
+    const values: number[] = [];
+    for (let b = 0; b < 10; b++) {
+      const batch = Float32Array.from({ length: 20_000 }, () => (rand() < 0.6 ? 0 : -Math.log(1 - rand()) * 40));
+      values.push(...batch);
+      s.add(batch);
+    }
+    assert.equal(s.zeros, values.filter((v) => v === 0).length);
+    const [, hi] = chooseRange(s, 'entropy');
+    const clipped = values.filter((v) => v > hi).length / values.length;
+    assert.ok(clipped < 0.01, `entropy clipped ${(clipped * 100).toFixed(2)}% (threshold ${hi.toFixed(1)} of max ${s.max.toFixed(1)})`);
+    assert.ok(hi < s.max, 'it still clips the far tail');
+  });
 });
