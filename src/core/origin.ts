@@ -22,7 +22,17 @@ export function readOrigin(modelFile: string): ModelOrigin | undefined {
   if (!report || !source || typeof report.output !== 'string' || path.resolve(report.output) !== path.resolve(modelFile) || !fs.existsSync(source)) return undefined;
   const pass = recipe.steps?.[0]?.pass ?? 'unknown';
   const pct = (x: unknown) => (typeof x === 'number' ? `${(x * 100).toFixed(1)}%` : '?');
-  const summary = pass === 'quantize' ? `quantized (${String(report.mode)})` : pass === 'prune' ? `pruned to ${pct(report.sparsity)} sparsity` : pass;
+  const groups = (report.structured as { groups?: Array<{ channels?: number; kept?: number }> } | undefined)?.groups;
+  const channels = groups?.reduce((a, g) => a + (g.channels ?? 0), 0) ?? 0;
+  const kept = groups?.reduce((a, g) => a + (g.kept ?? 0), 0) ?? 0;
+  const summary =
+    pass === 'quantize'
+      ? `quantized (${String(report.mode)})`
+      : pass === 'prune' && groups
+        ? `structured: removed ${channels - kept} of ${channels} channels in ${groups.length} group${groups.length === 1 ? '' : 's'}`
+        : pass === 'prune'
+          ? `pruned to ${pct(report.sparsity)} sparsity`
+          : pass;
   const activations = Array.isArray(report.activations) ? (report.activations as ModelOrigin['activations']) : undefined;
   const removedRows = removedChannels(report);
   return { source, pass, summary, ...(activations ? { activations } : {}), ...(Object.keys(removedRows).length ? { removedRows } : {}) };

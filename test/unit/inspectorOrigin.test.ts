@@ -101,6 +101,9 @@ describe('Inspector origin: structured pruning', () => {
     const r = await runPrune({ model: source, sparsity: 0.5, structured: 'channels', channelMultiple: 1, limit: 4 });
     const origin = readOrigin(r.output);
     assert.equal(origin?.pass, 'prune');
+    const total = r.structured!.groups.reduce((a, g) => a + g.channels - g.kept, 0);
+    assert.ok(total > 0);
+    assert.match(origin?.summary ?? '', new RegExp(`^structured: removed ${total} of \\d+ channels in ${r.structured!.groups.length} group`));
     const removed = origin?.removedRows ?? {};
     assert.ok(Object.keys(removed).length > 0, `no removed rows: ${JSON.stringify(origin)}`);
     withModels(r.output, source, (p, s) => {
