@@ -22,9 +22,58 @@ export function readOrigin(modelFile: string): ModelOrigin | undefined {
   if (!report || !source || typeof report.output !== 'string' || path.resolve(report.output) !== path.resolve(modelFile) || !fs.existsSync(source)) return undefined;
   const pass = recipe.steps?.[0]?.pass ?? 'unknown';
   const pct = (x: unknown) => (typeof x === 'number' ? `${(x * 100).toFixed(1)}%` : '?');
-  const summary = pass === 'quantize' ? `quantized (${String(report.mode)})` : pass === 'prune' ? `pruned to ${pct(report.sparsity)} sparsity` : pass;
+  const groups = (report.structured as { groups?: Array<{ channels?: number; kept?: number }> } | undefined)?.groups;
+  const channels = groups?.reduce((a, g) => a + (g.channels ?? 0), 0) ?? 0;
+  const kept = groups?.reduce((a, g) => a + (g.kept ?? 0), 0) ?? 0;
+  const summary =
+    pass === 'quantize'
+      ? `quantized (${String(report.mode)})`
+      : pass === 'prune' && groups
+        ? `structured: removed ${channels - kept} of ${channels} channels in ${groups.length} group${groups.length === 1 ? '' : 's'}`
+        : pass === 'prune'
+          ? `pruned to ${pct(report.sparsity)} sparsity`
+          : pass;
   const activations = Array.isArray(report.activations) ? (report.activations as ModelOrigin['activations']) : undefined;
-  const structured = report.structured as { groups?: Array<{ removedRows?: Record<string, number[]> }> } | undefined;
-  const removedRows = structured?.groups ? Object.assign({}, ...structured.groups.map((g) => g.removedRows ?? {})) : undefined;
-  return { source, pass, summary, ...(activations ? { activations } : {}), ...(removedRows && Object.keys(removedRows).length ? { removedRows } : {}) };
+  const removedRows = removedChannels(report);
+  return { source, pass, summary, ...(activations ? { activations } : {}), ...(Object.keys(removedRows).length ? { removedRows } : {}) };
+}
+
+interface ReportLayer {
+  layer?: string;
+  op?: string;
+  weight?: string;
+  shapeBefore?: number[];
+  removedChannels?: number[];
+}
+
+/**
+ * Per layer, the output channels a structured prune removed, from report.json: each layer's `removedChannels`
+ * or, in reports written before that field, the channel groups' `removed` indices of the member that is the
+ * layer's weight along its output axis (`<weight>[axis A @offset]`; only for ops whose output axis the report
+ * implies: Conv, ConvTranspose, MatMul).
+ */
+export function removedChannels(report: Record<string, unknown>): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  const layers = Array.isArray(report.layers) ? (report.layers as ReportLayer[]) : [];
+  const structured = report.structured as { groups?: Array<{ removed?: number[]; members?: string[] }> } | undefined;
+  if (!structured?.groups) return out;
+  for (const l of layers) {
+    if (!l.layer || !l.shapeBefore) continue;
+    if (Array.isArray(l.removedChannels)) {
+      if (l.removedChannels.length) out[l.layer] = [...l.removedChannels].sort((a, b) => a - b);
+      continue;
+    }
+    const axis = l.op === 'Conv' ? 0 : l.op === 'ConvTranspose' ? 1 : l.op === 'MatMul' ? l.shapeBefore.length - 1 : -1;
+    if (axis < 0 || !l.weight) continue;
+    const rows = new Set<number>();
+    for (const g of structured.groups) {
+      for (const m of g.members ?? []) {
+        const hit = /^(.*)\[axis (\d+)(?: @(\d+))?(?: x(\d+))?\]$/.exec(m);
+        if (!hit || hit[1] !== l.weight || Number(hit[2]) !== axis || (hit[4] && Number(hit[4]) > 1)) continue;
+        for (const u of g.removed ?? []) rows.add(Number(hit[3] ?? 0) + u);
+      }
+    }
+    if (rows.size) out[l.layer] = [...rows].sort((a, b) => a - b);
+  }
+  return out;
 }

@@ -12,6 +12,9 @@ import type { AnalyzeOptions, SensitivityView } from './sensitivityView';
 import type { AnalyzeResult } from '../protocol/analysis';
 import type { PruneResult } from '../core/passes/run';
 import type { QuantizeResult } from '../core/passes/quantize/run';
+import { pruneShape, pruneWhat, type PruneOptions } from './pruneChoice';
+
+export type { PruneOptions } from './pruneChoice';
 
 /** Every command Whittle contributes; package.json must declare exactly these (a unit test checks). */
 export const commandTitles = {
@@ -183,15 +186,6 @@ async function compare(ctx: CommandContext, uri: vscode.Uri | undefined, options
   }
 }
 
-/** Arguments a caller (a test, another extension) can pass to skip the pickers; `sparsity` alone is enough. */
-export interface PruneOptions {
-  sparsity: number;
-  scope?: 'layer' | 'global';
-  pattern?: 'none' | '2:4' | '4:8';
-  data?: string;
-  limit?: number;
-}
-
 /**
  * Prune…: asks for sparsity, scope, pattern and data (or takes `options`), runs `prune` in a worker of its own
  * with progress and Cancel, opens the pruned model in the Model Inspector and returns the result (undefined
@@ -211,8 +205,8 @@ async function prune(ctx: CommandContext, uri: vscode.Uri | undefined, options?:
   const config = vscode.workspace.getConfiguration('whittle');
   const limit = choice.limit ?? config.get<number>('calibration.maxSamples', 256);
   // N:M fixes the sparsity at 1 - N/M, so the pass takes the pattern alone.
-  const shape = choice.pattern && choice.pattern !== 'none' ? { pattern: choice.pattern } : { sparsity: choice.sparsity, scope: choice.scope ?? 'layer' };
-  const what = 'pattern' in shape ? `${shape.pattern}` : `${Math.round(choice.sparsity * 100)}% (${shape.scope})`;
+  const shape = pruneShape(choice);
+  const what = pruneWhat(choice);
   try {
     const result = await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: `Whittle: pruning ${path.basename(model.fsPath)} to ${what}`, cancellable: true },
@@ -229,8 +223,9 @@ async function prune(ctx: CommandContext, uri: vscode.Uri | undefined, options?:
     ctx.refreshModels();
     await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(result.output), inspectorViewType);
     const agreement = result.metrics.top1Agreement !== undefined ? `, top-1 agreement ${(result.metrics.top1Agreement * 100).toFixed(1)}%` : '';
+    const done = result.structured ? `removed ${(result.sparsity * 100).toFixed(1)}% of the pruned layers' weights (${result.params.before} → ${result.params.after} parameters)` : `pruned to ${(result.sparsity * 100).toFixed(1)}% sparsity`;
     void vscode.window.showInformationMessage(
-      `Whittle: pruned to ${(result.sparsity * 100).toFixed(1)}% sparsity${agreement}. Saved to ${result.output}${result.warnings.length ? ` (${result.warnings.length} warning(s) in report.md)` : ''}`,
+      `Whittle: ${done}${agreement}. Saved to ${result.output}${result.warnings.length ? ` (${result.warnings.length} warning(s) in report.md)` : ''}`,
     );
     return result;
   } catch (err) {
@@ -246,7 +241,7 @@ function isPruneOptions(v: unknown): v is PruneOptions {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && typeof (v as PruneOptions).sparsity === 'number';
 }
 
-/** The Prune… quick picks: sparsity (a preset or custom), scope and N:M pattern. */
+/** The Prune… quick picks: pattern (none, N:M or structured channels), sparsity (a preset or custom), scope and method. */
 async function pickPruneChoice(name: string): Promise<PruneOptions | undefined> {
   const title = `Whittle: prune ${name}`;
   const pattern = await vscode.window.showQuickPick(
@@ -254,36 +249,62 @@ async function pickPruneChoice(name: string): Promise<PruneOptions | undefined> 
       { label: 'None', detail: 'unstructured: zero the smallest weights anywhere', value: 'none' as const },
       { label: '2:4', detail: 'keep the 2 largest of every 4 weights along the input (50%; hardware-accelerated on some GPUs)', value: '2:4' as const },
       { label: '4:8', detail: 'keep the 4 largest of every 8 weights along the input (50%)', value: '4:8' as const },
+      { label: 'Structured: remove whole channels', detail: 'drop the least important channels with everything that depends on them: a smaller, faster model, at more risk to accuracy', value: 'channels' as const },
     ],
-    { title: `${title}: pattern`, placeHolder: 'N:M semi-structured pattern, or none' },
+    { title: `${title}: pattern`, placeHolder: 'N:M semi-structured pattern, whole channels, or none' },
   );
   if (!pattern) return undefined;
-  if (pattern.value !== 'none') return { sparsity: 0.5, scope: 'layer', pattern: pattern.value };
+  if (pattern.value === '2:4' || pattern.value === '4:8') {
+    const method = await pickPruneMethod(title);
+    return method ? { sparsity: 0.5, scope: 'layer', pattern: pattern.value, method } : undefined;
+  }
+  const structured = pattern.value === 'channels';
+  const what = structured ? 'channels' : 'weights';
   const preset = await vscode.window.showQuickPick(
-    [...[30, 50, 70, 90].map((p) => ({ label: `${p}%`, detail: `zero ${p}% of the weights`, value: p / 100 })), { label: 'Custom…', detail: 'any sparsity between 0 and 100%', value: NaN }],
-    { title: `${title}: sparsity`, placeHolder: 'share of weights to zero' },
+    [
+      ...(structured ? [30, 50, 70] : [30, 50, 70, 90]).map((p) => ({ label: `${p}%`, detail: `${structured ? 'remove' : 'zero'} ${p}% of the ${what}${structured ? ' in each channel group' : ''}`, value: p / 100 })),
+      { label: 'Custom…', detail: 'any fraction between 0 and 100%', value: NaN },
+    ],
+    { title: `${title}: sparsity${structured ? ' (fraction of channels)' : ''}`, placeHolder: structured ? 'share of channels to remove' : 'share of weights to zero' },
   );
   if (!preset) return undefined;
   let sparsity = preset.value;
   if (Number.isNaN(sparsity)) {
     const typed = await vscode.window.showInputBox({
       title: `${title}: sparsity`,
-      prompt: 'Percent of weights to zero (0–100)',
-      value: '60',
+      prompt: `Percent of ${what} to ${structured ? 'remove' : 'zero'} (0–100)`,
+      value: structured ? '30' : '60',
       validateInput: (v) => (/^\s*\d+(\.\d+)?\s*%?\s*$/.test(v) && Number.parseFloat(v) >= 0 && Number.parseFloat(v) <= 100 ? undefined : 'a number from 0 to 100'),
     });
     if (typed === undefined) return undefined;
     sparsity = Number.parseFloat(typed) / 100;
   }
+  if (structured) return { sparsity, structured: true };
   const scope = await vscode.window.showQuickPick(
     [
       { label: 'Per layer', detail: 'the same sparsity in every layer', value: 'layer' as const },
       { label: 'Global', detail: 'one magnitude threshold across all layers: small layers may keep more', value: 'global' as const },
+      { label: 'Sensitivity-guided', detail: 'per-layer sparsities from the layer sensitivity curves on the data: the least metric cost for the same overall sparsity', value: 'sensitivity' as const },
     ],
     { title: `${title}: scope`, placeHolder: 'how the sparsity is spread over layers' },
   );
   if (!scope) return undefined;
-  return { sparsity, scope: scope.value, pattern: 'none' };
+  const method = await pickPruneMethod(title);
+  if (!method) return undefined;
+  return { sparsity, scope: scope.value, pattern: 'none', method };
+}
+
+/** The pruning method pick: how weights are scored. */
+async function pickPruneMethod(title: string): Promise<PruneOptions['method'] | undefined> {
+  const method = await vscode.window.showQuickPick(
+    [
+      { label: 'Magnitude', detail: 'drop the smallest |w|: no data needed', value: 'magnitude' as const },
+      { label: 'Wanda', detail: '|w| × input norm from calibration activations: better at high sparsity, one pass', value: 'wanda' as const },
+      { label: 'SparseGPT', detail: 'prune, then update the remaining weights to reconstruct each layer\'s output on calibration data', value: 'sparsegpt' as const },
+    ],
+    { title: `${title}: method`, placeHolder: 'how weights are scored' },
+  );
+  return method?.value;
 }
 
 /** Arguments a caller (a test, another extension) can pass to skip the pickers; `mode` alone is enough. */

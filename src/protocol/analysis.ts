@@ -25,6 +25,8 @@ export interface LayerHistogram {
   percentiles: Record<'p1' | 'p5' | 'p25' | 'p50' | 'p75' | 'p95' | 'p99', number>;
   /** Per output channel (along the layer's output axis): min, max, L1 and L2 norms. */
   channels: { axis: number; min: number[]; max: number[]; l1: number[]; l2: number[] };
+  /** Set when the weight is stored quantized (e.g. 'int8 per-channel'): the figures are of its dequantized real values. */
+  storedAs?: string;
 }
 
 /**

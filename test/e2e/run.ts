@@ -69,6 +69,67 @@ async function runFromPalette(page: Page, title: string): Promise<void> {
   await page.keyboard.press('Enter');
 }
 
+/** Waits for `locator`, failing with what was expected (a bare timeout does not say which wait ran out). */
+async function expectShown(locator: Locator, what: string, timeout = 20_000): Promise<void> {
+  try {
+    await locator.waitFor({ timeout });
+  } catch {
+    throw new Error(`${what}: not shown within ${timeout / 1000} s`);
+  }
+}
+
+/** Runs a step's body; on failure takes a screenshot `name`.png first, so the report shows what the page showed. */
+function shotOnFail(page: Page, name: string, fn: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    try {
+      await fn();
+    } catch (err) {
+      await shot(page, name).catch(() => {});
+      throw err;
+    }
+  };
+}
+
+/** Answers a run of quick picks, each found by its title's text, by typing the label to filter on and pressing Enter. */
+async function answerPicks(page: Page, picks: Array<[string, string]>): Promise<void> {
+  // Rows of earlier, hidden quick picks linger in the DOM: go by the visible pick's title and type the label.
+  const title = (t: string) => page.locator('.quick-input-widget .quick-input-title', { hasText: t });
+  for (const [pick, label] of picks) {
+    await title(pick).waitFor({ state: 'visible', timeout: 20_000 }).catch(() => {
+      throw new Error(`the quick pick titled '${pick}' did not show`);
+    });
+    await page.locator('.quick-input-widget input').first().fill(label);
+    await page.keyboard.press('Enter');
+  }
+}
+
+/** Explorer ▸ right-click `file` ▸ Whittle ▸ `entryLabel`, until the quick pick titled `firstPick` shows. */
+async function explorerWhittle(page: Page, file: string, entryLabel: string, firstPick: string): Promise<void> {
+  // Only the workspace's own file: run folders beside it hold models of the same name.
+  const item = page.getByRole('treeitem', { name: new RegExp(`^${file.replace('.', '\\.')}`) }).and(page.locator('[aria-level="1"]')).first();
+  // Clicking the Explorer icon while the Explorer shows hides the side bar: click only when it is not showing.
+  if (!(await item.isVisible())) await page.locator('.activitybar .action-item a[aria-label^="Explorer"]').first().click();
+  await expectShown(item, `${file} in the Explorer`);
+  const whittle = page.locator('.context-view .monaco-menu .action-label', { hasText: /^Whittle$/ });
+  await openUntil(page, () => item.click({ button: 'right' }), whittle);
+  await whittle.hover();
+  const entry = page.locator('.context-view .monaco-menu .action-label', { hasText: new RegExp(`^${entryLabel}$`) });
+  await entry.waitFor({ timeout: 10_000 });
+  const title = page.locator('.quick-input-widget .quick-input-title', { hasText: firstPick });
+  // The submenu entry sits below the "Whittle" row: hover it before clicking, and click again if the first
+  // click landed while the submenu was still settling.
+  for (let attempt = 0; ; attempt++) {
+    await entry.hover();
+    await entry.click();
+    try {
+      await title.waitFor({ state: 'visible', timeout: 5_000 });
+      return;
+    } catch (err) {
+      if (attempt >= 3 || !(await entry.isVisible())) throw err;
+    }
+  }
+}
+
 /** The large-layer fixture: one 4096x4096 Gemm (64 MB of float32), for the heatmap timing check. */
 const bigModelName = 'big-4096.onnx';
 const bigLayer = '/big/Gemm';
@@ -325,33 +386,8 @@ async function uiTest(install: CodeServerInstall, workspace: string): Promise<vo
   await steps.step('Explorer ▸ Whittle ▸ Prune… at 50% per layer on random data opens the pruned model; its mask heatmap shows kept and pruned weights', async () => {
     const source = path.join(workspace, sampleModelName);
     const bytesBefore = fs.readFileSync(source);
-    await page.locator('.activitybar .action-item a[aria-label^="Explorer"]').first().click();
-    const item = page.getByRole('treeitem', { name: new RegExp(`^${sampleModelName.replace('.', '\\.')}`) }).first();
-    await item.waitFor({ timeout: 20_000 });
-    const whittle = page.locator('.context-view .monaco-menu .action-label', { hasText: /^Whittle$/ });
-    await openUntil(page, () => item.click({ button: 'right' }), whittle);
-    await whittle.hover();
-    const entry = page.locator('.context-view .monaco-menu .action-label', { hasText: /^Prune…$/ });
-    await entry.waitFor({ timeout: 10_000 });
-    // The submenu entry sits below the "Whittle" row: move along the submenu before clicking, and click again
-    // if the first click landed while the submenu was still settling.
-    // Rows of earlier, hidden quick picks linger in the DOM: go by the visible pick's title and type the label.
-    const title = (t: string) => page.locator('.quick-input-widget .quick-input-title', { hasText: t });
-    for (let attempt = 0; ; attempt++) {
-      await entry.hover();
-      await entry.click();
-      try {
-        await title('pattern').waitFor({ state: 'visible', timeout: 5_000 });
-        break;
-      } catch (err) {
-        if (attempt >= 3 || !(await entry.isVisible())) throw err;
-      }
-    }
-    for (const [pick, label] of [['pattern', 'None'], ['sparsity', '50%'], ['scope', 'Per layer'], ['data for pruning', 'Random inputs']]) {
-      await title(pick).waitFor({ state: 'visible', timeout: 20_000 });
-      await page.locator('.quick-input-widget input').first().fill(label);
-      await page.keyboard.press('Enter');
-    }
+    await explorerWhittle(page, sampleModelName, 'Prune…', 'pattern');
+    await answerPicks(page, [['pattern', 'None'], ['sparsity', '50%'], ['scope', 'Per layer'], ['method', 'Magnitude'], ['data for pruning', 'Random inputs']]);
     const frame = await frameWith(page, '#model-file:has-text("prune-")', 120_000);
     const shown = (await frame.locator('#model-file').textContent())?.trim() ?? '';
     const rel = path.relative(workspace, shown).split(path.sep);
@@ -362,7 +398,7 @@ async function uiTest(install: CodeServerInstall, workspace: string): Promise<vo
     const row = frame.locator('#layers tbody tr.layer').nth(1);
     await row.click();
     await frame.locator('canvas.heatmap-canvas[data-drawn]').waitFor({ timeout: 20_000 });
-    await frame.locator('#heatmap-mask').check();
+    await frame.locator('#heatmap-mode').selectOption('mask');
     const canvas = frame.locator('canvas.heatmap-canvas[data-scale="mask"][data-drawn]');
     await canvas.waitFor({ timeout: 20_000 });
     // A mask at stride 1 is two colours (kept, pruned); at 50% each covers a good share of the canvas.
@@ -381,11 +417,100 @@ async function uiTest(install: CodeServerInstall, workspace: string): Promise<vo
     });
     check(ink.painted > 0.95, `mask canvas is blank: ${JSON.stringify(ink)}`);
     check(ink.top1 + ink.top2 > 0.95 && ink.top2 > 0.2, `mask canvas is not two colours: ${JSON.stringify(ink)}`);
-    steps.log(`pruned model at ${rel.join('/')}; sparsity bars ${bars.map((v) => `${(v * 100).toFixed(1)}%`).join(', ')}; mask ${ink.colours} colours, top two ${(ink.top1 * 100).toFixed(0)}% + ${(ink.top2 * 100).toFixed(0)}% (stride ${ink.stride})`);
+    // The before/after histogram: about half of the source's mass is gone from its bins (moved to zero).
+    const compare = frame.locator('svg.histogram-compare');
+    await compare.waitFor({ timeout: 20_000 });
+    const gone = Number(await compare.getAttribute('data-gone'));
+    const total = Number(await compare.getAttribute('data-before'));
+    // Weights already in the bin holding 0 stay in it when zeroed, so the mass that leaves its bins is a bit under 50%.
+    check(gone > 0.4 * total && gone <= 0.5 * total + 1, `before/after histogram: pruned mass ${gone} of ${total}`);
+    steps.log(`pruned model at ${rel.join('/')}; before/after histogram: ${gone} of ${total} values pruned; sparsity bars ${bars.map((v) => `${(v * 100).toFixed(1)}%`).join(', ')}; mask ${ink.colours} colours, top two ${(ink.top1 * 100).toFixed(0)}% + ${(ink.top2 * 100).toFixed(0)}% (stride ${ink.stride})`);
     await canvas.scrollIntoViewIfNeeded();
     await shot(page, 'prune-mask');
     fs.copyFileSync(path.join(results, 'prune-mask.png'), path.join(repoRoot, 'docs', 'prune-mask.png'));
   }, false);
+
+  await steps.step('Explorer ▸ Whittle ▸ Quantize… static int8 on random data opens the quantized model: activation-SQNR chart, quantization-error heatmap and per-channel SQNR', shotOnFail(page, 'quantize-failed', async () => {
+    const source = path.join(workspace, sampleModelName);
+    const bytesBefore = fs.readFileSync(source);
+    await explorerWhittle(page, sampleModelName, 'Quantize…', 'mode');
+    await answerPicks(page, [['mode', 'Static int8'], ['calibration', 'MinMax'], ['data for calibration', 'Random inputs']]);
+    const frame = await frameWith(page, '#model-file:has-text("quantize-")', 180_000);
+    const shown = (await frame.locator('#model-file').textContent())?.trim() ?? '';
+    const rel = path.relative(workspace, shown).split(path.sep);
+    check(rel.length === 3 && rel[0] === 'lenet-sample.whittle' && /^quantize-/.test(rel[1]) && fs.existsSync(shown), `quantized model opened from ${shown}`);
+    check(fs.readFileSync(source).equals(bytesBefore), 'the source model changed');
+    const banner = (await frame.locator('#origin-banner').textContent()) ?? '';
+    check(banner.includes(`Written by Whittle from ${sampleModelName}`) && banner.includes('quantized (static)'), `origin banner '${banner}'`);
+    // The activation-SQNR chart: bars worst first, in dB, each matching report.json.
+    const report = JSON.parse(fs.readFileSync(path.join(path.dirname(shown), 'report.json'), 'utf8')) as { activations?: Array<{ tensor: string; sqnrDb: number | null }> };
+    const dbs = await frame.locator('svg.sqnr-chart rect.bar').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-db'))));
+    const expected = (report.activations ?? []).map((a) => a.sqnrDb ?? Infinity).sort((a, b) => a - b).slice(0, 30);
+    check(dbs.length > 0 && dbs.length === expected.length, `activation-SQNR chart has ${dbs.length} bars, report.json ${expected.length}`);
+    check(dbs.every((v, i) => v === expected[i] || Math.abs(v - expected[i]) < 1e-6), `chart ${JSON.stringify(dbs)} vs report ${JSON.stringify(expected)}`);
+    await frame.locator('#activation-sqnr-section').evaluate((el) => el.scrollIntoView({ block: 'start' }));
+    await shot(page, 'quantize-activation-sqnr');
+    // A quantized layer: the heatmap's error mode, centred on zero, painted; its format, SQNR and channel bars.
+    const row = frame.locator('#layers tbody tr.layer[data-layer="/conv2/Conv"]');
+    await row.click();
+    await expectShown(frame.locator('canvas.heatmap-canvas[data-drawn]'), 'the values heatmap of the quantized conv2');
+    const stats = (await frame.locator('.layer-stats').textContent()) ?? '';
+    check(/stored as int8 per-channel, shown dequantized/.test(stats), `layer stats '${stats}'`);
+    await frame.locator('#heatmap-mode').selectOption('error');
+    const canvas = frame.locator('canvas.heatmap-canvas[data-mode="error"][data-drawn]');
+    await expectShown(canvas, 'the quantization-error heatmap');
+    const ink = await canvasInk(frame);
+    check(ink.painted > 0.95 && ink.colours > 10, `error heatmap is blank or flat: ${JSON.stringify(ink)}`);
+    const legend = await frame.locator('.heatmap-legend-labels span').allTextContents();
+    check(legend.length === 3 && legend[1] === '0' && Number(legend[0]) === -Number(legend[2]), `error heatmap legend ${JSON.stringify(legend)} is not centred on 0`);
+    const errStats = (await frame.locator('#quant-error-stats').textContent({ timeout: 20_000 })) ?? '';
+    const sqnr = /SQNR ([\d.]+) dB/.exec(errStats);
+    check(/^int8 per-channel/.test(errStats) && sqnr && Number(sqnr[1]) > 20 && Number(sqnr[1]) < 80, `quantization error stats '${errStats}'`);
+    const channelBars = await frame.locator('svg.channel-sqnr rect.bar').count();
+    check(channelBars === 16, `per-channel SQNR chart has ${channelBars} bars, expected 16 (conv2's output channels)`);
+    steps.log(`quantized model at ${rel.join('/')}; ${dbs.length} activation-SQNR bars (worst ${dbs[0]?.toFixed(1)} dB); conv2 error: '${errStats.trim()}', heatmap ${ink.colours} colours`);
+    await canvas.scrollIntoViewIfNeeded();
+    await shot(page, 'quantize-error-heatmap');
+    fs.copyFileSync(path.join(results, 'quantize-error-heatmap.png'), path.join(repoRoot, 'docs', 'quantize-error-heatmap.png'));
+  }), false);
+
+  await steps.step('Prune… structured (remove whole channels, 50%) opens the smaller model: removed channels as rows beside the mask, before/after histogram with the pruned mass', shotOnFail(page, 'structured-failed', async () => {
+    const source = path.join(workspace, sampleModelName);
+    const bytesBefore = fs.readFileSync(source);
+    await explorerWhittle(page, sampleModelName, 'Prune…', 'pattern');
+    await answerPicks(page, [['pattern', 'Structured'], ['sparsity', '50%'], ['data for pruning', 'Random inputs']]);
+    const frame = await frameWith(page, '#origin-banner:has-text("structured: removed")', 180_000);
+    const shown = (await frame.locator('#model-file').textContent())?.trim() ?? '';
+    check(/prune-/.test(shown) && fs.existsSync(shown), `structured model opened from ${shown}`);
+    check(fs.readFileSync(source).equals(bytesBefore), 'the source model changed');
+    // fc1 (64 outputs) loses half its channels; the convs keep theirs (kept counts round to multiples of 8, and
+    // conv2's channels reach fc1 through a Reshape).
+    const row = frame.locator('#layers tbody tr.layer[data-layer="/fc1/Gemm"]');
+    await row.click();
+    await frame.locator('#heatmap-mode').selectOption('mask');
+    await expectShown(frame.locator('canvas.heatmap-canvas[data-scale="mask"][data-drawn]'), 'the mask heatmap of the structured model');
+    const strip = frame.locator('#removed-channels');
+    await expectShown(strip, 'the removed-channel rows');
+    const removed = Number(await strip.getAttribute('data-removed'));
+    const channels = Number(await strip.getAttribute('data-channels'));
+    const marked = await frame.locator('svg.channel-strip rect.channel.removed').count();
+    const kept = await frame.locator('svg.channel-strip rect.channel.kept').count();
+    check(channels === 64 && removed === 32 && marked === 32 && kept === 32, `removed-channel rows: ${removed} of ${channels}, ${marked} marked, ${kept} kept`);
+    const report = JSON.parse(fs.readFileSync(path.join(path.dirname(shown), 'report.json'), 'utf8')) as { layers: Array<{ layer: string; removedChannels?: number[] }> };
+    const want = report.layers.find((l) => l.layer === '/fc1/Gemm')?.removedChannels ?? [];
+    const got = await frame.locator('svg.channel-strip rect.channel.removed').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-channel'))));
+    check(JSON.stringify(got) === JSON.stringify(want), `marked rows ${JSON.stringify(got)}, report ${JSON.stringify(want)}`);
+    const compare = frame.locator('svg.histogram-compare');
+    await expectShown(compare, 'the before/after histogram');
+    const [gone, before, after] = await Promise.all(['data-gone', 'data-before', 'data-after'].map(async (a) => Number(await compare.getAttribute(a))));
+    const goneBars = await frame.locator('svg.histogram-compare rect.gone').count();
+    check(before === 25_600 && after === 12_800 && gone >= before - after && goneBars > 0, `before/after histogram: before ${before}, after ${after}, pruned mass ${gone} in ${goneBars} bins`);
+    steps.log(`structured model ${path.relative(workspace, shown)}: fc1 rows removed ${JSON.stringify(got)}; histogram before ${before}, after ${after}, pruned mass ${gone}`);
+    await strip.scrollIntoViewIfNeeded();
+    await shot(page, 'structured-removed-channels');
+    await compare.scrollIntoViewIfNeeded();
+    await shot(page, 'prune-before-after-histogram');
+  }), false);
 }
 
 async function integrationTests(install: CodeServerInstall, workspace: string): Promise<void> {

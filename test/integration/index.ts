@@ -157,6 +157,25 @@ test('Prune… writes the pruned model into lenet-sample.whittle/prune-*/, leave
   await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
 });
 
+test('Prune… with structured channels removes whole channels: the written model has fewer parameters, and the dense layers shrink', async () => {
+  const before = fs.readFileSync(sample());
+  const result = await vscode.commands.executeCommand<{ output: string; params: { before: number; after: number }; structured?: { groups: unknown[] } } | undefined>(
+    'whittle.prune',
+    vscode.Uri.file(sample()),
+    { sparsity: 0.5, structured: true, data: 'random', limit: 4 },
+  );
+  assert.ok(result?.structured && result.structured.groups.length > 0, `no structured section: ${JSON.stringify(result)?.slice(0, 300)}`);
+  assert.ok(fs.readFileSync(sample()).equals(before), 'the source model changed');
+  assert.ok(result.params.after < 0.8 * result.params.before, `params ${result.params.before} -> ${result.params.after}`);
+  const pruned = await (await api()).inspect(result.output);
+  // Kept counts round to multiples of 8 by default: fc1's 64 outputs become 32, and fc2 reads 32 inputs.
+  const fc1 = pruned.layers.find((l) => l.name === '/fc1/Gemm');
+  const fc2 = pruned.layers.find((l) => l.name === '/fc2/Gemm');
+  assert.deepEqual(fc1?.weights[0].shape, [32, 400], `fc1 weight ${JSON.stringify(fc1?.weights[0].shape)}`);
+  assert.deepEqual(fc2?.weights[0].shape, [10, 32], `fc2 weight ${JSON.stringify(fc2?.weights[0].shape)}`);
+  await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
+});
+
 test('Select Execution Provider is backed by the whittle.executionProvider setting', async () => {
   const config = vscode.workspace.getConfiguration('whittle');
   assert.equal(config.inspect('executionProvider')?.defaultValue, 'auto');

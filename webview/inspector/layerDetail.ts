@@ -1,24 +1,31 @@
 import { axisBottom, axisLeft, axisRight, line, max as d3max, scaleLinear, scaleSymlog, select } from 'd3';
-import type { LayerHistogram, LayerInfo, TensorTile, TileMode } from '../../src/protocol/inspector';
+import type { LayerHistogram, LayerInfo, ModelOrigin, QuantErrorSummary, TensorTile, TileMode } from '../../src/protocol/inspector';
 import { Heatmap, type HeatmapView } from '../common/heatmap';
 import { formatCount, formatNumber, h } from '../common/dom';
+import { channelSqnrSvg, compareHistogramSvg, removedChannelsView } from './compare';
 
 /** The inspector's layer detail: histogram, per-channel ranges and the weight heatmap of the selected layer. */
 
 /** What the detail needs from the page: the host's answers and the UI state it keeps. */
 export interface LayerDetailHost {
-  histogram(layer: string, tensor: string, bins: number): Promise<LayerHistogram>;
+  /** A histogram of this model's layer (`range`: over fixed bins), or with `of` 'source' of the same layer in the source model. */
+  histogram(layer: string, tensor: string | undefined, bins: number, opts?: { range?: [number, number]; of?: 'source' }): Promise<LayerHistogram>;
   tile(tensor: string, req: { row: number; col: number; rows: number; cols: number; stride: number; mode?: TileMode }): Promise<TensorTile>;
+  quantError(layer: string): Promise<QuantErrorSummary>;
+  /** Where Whittle made this model from, when it did. */
+  origin(): ModelOrigin | null;
   state(): DetailState;
   update(patch: Partial<DetailState>): void;
 }
 
-/** The detail's UI state: histogram log and bins, heatmap views per tensor, and whether the heatmap shows the prune mask. */
+/** The detail's UI state: histogram log and bins, heatmap views per tensor, and what the heatmap shows. */
 export interface DetailState {
   log: boolean;
   bins: number;
   views: Record<string, HeatmapView>;
+  /** Older state: the heatmap showed the prune mask. */
   mask?: boolean;
+  heatmapMode?: TileMode;
 }
 
 const svgNs = 'http://www.w3.org/2000/svg';
@@ -33,6 +40,13 @@ export function matrixDims(layer: LayerInfo): { rows: number; cols: number } {
   return { rows, cols: Math.max(1, total / Math.max(1, rows)) };
 }
 
+/** A layer whose weight is stored as integer codes or fp16, so it has a quantization error against its float source. */
+export function isQuantizedLayer(layer: LayerInfo): boolean {
+  return layer.op === 'com.microsoft:MatMulNBits' || /^(u?int(8|4)|float16)$/.test(layer.weights[0]?.dtype ?? '');
+}
+
+const modeLabels: Record<TileMode, string> = { values: 'values', mask: 'prune mask', error: 'quantization error' };
+
 /** Renders the detail of `layer` into `root`, replacing what was there. */
 export function showLayerDetail(root: HTMLElement, layer: LayerInfo, host: LayerDetailHost, startedAt = performance.now()): void {
   current?.heatmap?.dispose();
@@ -44,23 +58,30 @@ export function showLayerDetail(root: HTMLElement, layer: LayerInfo, host: Layer
   }
   const me: { heatmap?: Heatmap; layer: string } = { layer: layer.name };
   current = me;
+  const origin = host.origin();
+  const errorAvailable = origin?.pass === 'quantize' && isQuantizedLayer(layer);
+  const modes: TileMode[] = ['values', 'mask', ...(errorAvailable ? ['error' as const] : [])];
+  const saved = host.state().heatmapMode ?? (host.state().mask ? 'mask' : 'values');
+  const initial: TileMode = modes.includes(saved) ? saved : 'values';
   const { rows, cols } = matrixDims(layer);
   // The mask view asks for kept fractions per block: a block mean of values would hide zeros among large weights.
-  const makeHeatmap = (mask: boolean) =>
+  // The error view's tiles are of the layer (dequantized minus the source's weight), so they go by its name.
+  const makeHeatmap = (mode: TileMode) =>
     new Heatmap({
       rows,
       cols,
       rowLabel: 'out',
       colLabel: 'in',
-      scale: mask ? 'mask' : 'diverging',
+      scale: mode === 'mask' ? 'mask' : 'diverging',
       view: host.state().views[weight.name],
-      tile: (req) => host.tile(weight.name, mask ? { ...req, mode: 'mask' } : req),
+      tile: (req) => (mode === 'error' ? host.tile(layer.name, { ...req, mode }) : host.tile(weight.name, mode === 'mask' ? { ...req, mode } : req)),
       onViewChange: (view) => host.update({ views: { ...host.state().views, [weight.name]: view } }),
     });
   // The heatmap first: its overview tile is what the user waits for, so it goes to the worker ahead of the histogram.
-  const heatmap = makeHeatmap(host.state().mask === true);
+  const heatmap = makeHeatmap(initial);
   me.heatmap = heatmap;
   const canvas = heatmap.element.querySelector('canvas')!;
+  canvas.dataset.mode = initial;
   // The time from the click to the first drawn tile, for the e2e timing check.
   new MutationObserver((_m, obs) => {
     if (canvas.dataset.drawn) {
@@ -69,21 +90,52 @@ export function showLayerDetail(root: HTMLElement, layer: LayerInfo, host: Layer
     }
   }).observe(canvas, { attributes: true, attributeFilter: ['data-drawn'] });
   const heatSlot = h('div', { class: 'heatmap-slot' }, heatmap.element);
-  const maskBox = h('input', { type: 'checkbox', id: 'heatmap-mask', checked: host.state().mask === true });
-  maskBox.addEventListener('change', () => {
+  const errorSlot = h('div', { class: 'quant-error-slot', id: 'quant-error' });
+  const removed = origin?.removedRows?.[layer.name];
+  const stripSlot = h('div', { class: 'strip-slot' });
+  const modeSelect = h(
+    'select',
+    { id: 'heatmap-mode', 'aria-label': 'what the heatmap shows' },
+    ...modes.map((m) => h('option', { value: m, selected: m === initial }, modeLabels[m])),
+  );
+  const showMode = (mode: TileMode) => {
     if (current !== me) return;
-    host.update({ mask: maskBox.checked });
+    host.update({ heatmapMode: mode, mask: mode === 'mask' });
     me.heatmap?.dispose();
-    me.heatmap = makeHeatmap(maskBox.checked);
+    me.heatmap = makeHeatmap(mode);
+    me.heatmap.element.querySelector('canvas')!.dataset.mode = mode;
     heatSlot.replaceChildren(me.heatmap.element);
-  });
+    if (mode === 'error') loadError();
+    else errorSlot.replaceChildren();
+  };
+  modeSelect.addEventListener('change', () => showMode(modeSelect.value as TileMode));
+  const loadError = () => {
+    errorSlot.replaceChildren(h('p', { class: 'muted' }, 'Measuring the quantization error…'));
+    host.quantError(layer.name).then(
+      (e) => {
+        if (current !== me) return;
+        errorSlot.replaceChildren(
+          h(
+            'div',
+            { class: 'quant-error-stats mono', id: 'quant-error-stats' },
+            `${e.format} · SQNR ${e.sqnrDb >= 999 ? 'exact' : `${e.sqnrDb.toFixed(1)} dB`} · max |error| ${formatNumber(e.maxAbs)}`,
+          ),
+          h('div', { class: 'muted' }, 'Weight SQNR per output channel (dB); the line marks 20 dB'),
+          channelSqnrSvg(e.channelSqnrDb),
+        );
+      },
+      (err: Error) => {
+        if (current === me) errorSlot.replaceChildren(h('p', { class: 'error' }, `Cannot measure the quantization error: ${err.message}`));
+      },
+    );
+  };
 
   const histSlot = h('div', { class: 'histogram-slot' }, 'Computing the histogram…');
   const channelSlot = h('div', { class: 'channel-slot' });
   const stats = h('div', { class: 'layer-stats mono muted' });
   const binsSelect = h(
     'select',
-    { id: 'histogram-bins', title: 'bins' },
+    { id: 'histogram-bins', title: 'bins', 'aria-label': 'histogram bins' },
     ...[16, 32, 64, 128, 256].map((n) => h('option', { value: n, selected: n === host.state().bins }, `${n} bins`)),
   );
   const logBox = h('input', { type: 'checkbox', id: 'histogram-log', checked: host.state().log });
@@ -93,25 +145,48 @@ export function showLayerDetail(root: HTMLElement, layer: LayerInfo, host: Layer
     h(
       'div',
       { class: 'two-col' },
-      h('section', {}, h('h3', {}, 'Histogram'), h('div', { class: 'toolbar' }, h('label', {}, logBox, ' log count'), binsSelect), histSlot),
+      h(
+        'section',
+        {},
+        h('h3', {}, origin ? 'Histogram: before (source, outline) and after (this model, filled)' : 'Histogram'),
+        h('div', { class: 'toolbar' }, h('label', {}, logBox, ' log count'), binsSelect),
+        histSlot,
+      ),
       h('section', {}, h('h3', {}, 'Per output channel: min–max and L2 norm'), channelSlot),
     ),
     h('h3', {}, `Heatmap: ${rows} out-channels × ${cols} (the rest, flattened)`),
-    h('div', { class: 'toolbar' }, h('label', { title: 'kept (nonzero) and pruned (zero) weights' }, maskBox, ' prune mask')),
-    heatSlot,
+    h('div', { class: 'toolbar' }, h('label', { for: 'heatmap-mode' }, 'show '), modeSelect),
+    h('div', { class: 'heatmap-row' }, heatSlot, stripSlot),
+    errorSlot,
   );
+  if (initial === 'error') loadError();
 
   let hist: LayerHistogram | undefined;
+  let pair: { before: LayerHistogram; after: LayerHistogram } | undefined;
   const drawHist = () => {
     if (!hist || current !== me) return;
-    histSlot.replaceChildren(histogramSvg(hist, host.state().log));
+    let chart: SVGSVGElement = histogramSvg(hist, host.state().log);
+    if (pair && origin) {
+      try {
+        chart = compareHistogramSvg(pair.before, pair.after, host.state().log, origin.pass);
+      } catch {
+        // Bins that do not line up: the plain histogram is still right.
+      }
+    }
+    histSlot.replaceChildren(chart);
   };
   const load = () => {
-    host.histogram(layer.name, weight.name, host.state().bins).then(
-      (res) => {
+    const bins = host.state().bins;
+    // With an origin: the source's histogram first, then this model's; then both again over one range
+    // that covers both, so that the bars line up bin for bin.
+    const source = origin ? host.histogram(layer.name, undefined, bins, { of: 'source' }).catch(() => undefined) : Promise.resolve(undefined);
+    source
+      .then(async (src) => {
+        const res = await host.histogram(layer.name, weight.name, bins);
         if (current !== me) return;
         hist = res;
         stats.textContent = [
+          res.storedAs ? `stored as ${res.storedAs}, shown dequantized` : undefined,
           `min ${formatNumber(res.min)}`,
           `max ${formatNumber(res.max)}`,
           `mean ${formatNumber(res.mean)}`,
@@ -121,14 +196,25 @@ export function showLayerDetail(root: HTMLElement, layer: LayerInfo, host: Layer
           `p1 ${formatNumber(res.percentiles.p1)}`,
           `p50 ${formatNumber(res.percentiles.p50)}`,
           `p99 ${formatNumber(res.percentiles.p99)}`,
-        ].join(' · ');
-        drawHist();
+        ]
+          .filter(Boolean)
+          .join(' · ');
         channelSlot.replaceChildren(channelSvg(res));
-      },
-      (err: Error) => {
+        if (removed && src) stripSlot.replaceChildren(removedChannelsView(src.channels.min.length, removed));
+        if (!src) return drawHist();
+        const range: [number, number] = [Math.min(src.min, res.min), Math.max(src.max, res.max)];
+        if (!(range[1] > range[0])) return drawHist();
+        const [before, after] = await Promise.all([
+          range[0] === src.min && range[1] === src.max ? Promise.resolve(src) : host.histogram(layer.name, undefined, bins, { of: 'source', range }),
+          host.histogram(layer.name, weight.name, bins, { range }),
+        ]);
+        if (current !== me) return;
+        pair = { before, after };
+        drawHist();
+      })
+      .catch((err: Error) => {
         if (current === me) histSlot.replaceChildren(h('p', { class: 'error' }, `Cannot compute the histogram: ${err.message}`));
-      },
-    );
+      });
   };
   logBox.addEventListener('change', () => {
     host.update({ log: logBox.checked });
@@ -136,6 +222,7 @@ export function showLayerDetail(root: HTMLElement, layer: LayerInfo, host: Layer
   });
   binsSelect.addEventListener('change', () => {
     host.update({ bins: Number(binsSelect.value) });
+    pair = undefined;
     load();
   });
   load();

@@ -2,10 +2,11 @@ import '@vscode-elements/elements/dist/vscode-badge/index.js';
 import '@vscode-elements/elements/dist/vscode-button/index.js';
 import '@vscode-elements/elements/dist/vscode-progress-ring/index.js';
 import { scaleBand, scaleLinear, select } from 'd3';
-import type { FromInspectorEvent, InspectorHostRequests, InspectorWebviewRequests, LayerInfo, ModelSummary, ToInspectorEvent } from '../../src/protocol/inspector';
+import type { FromInspectorEvent, InspectorHostRequests, InspectorWebviewRequests, LayerInfo, ModelOrigin, ModelSummary, TileMode, ToInspectorEvent } from '../../src/protocol/inspector';
 import { connect, getState, setState } from '../common/api';
 import { formatBytes, formatCount, formatNumber, h } from '../common/dom';
 import type { HeatmapView } from '../common/heatmap';
+import { activationSqnrView } from './compare';
 import { disposeLayerDetail, showLayerDetail, type LayerDetailHost } from './layerDetail';
 
 /** The Model Inspector: model card, inputs and outputs, op counts, and the layer table. */
@@ -19,16 +20,20 @@ interface UiState {
   bins: number;
   /** Heatmap zoom and pan per weight tensor. */
   views: Record<string, HeatmapView>;
-  /** The heatmap shows the prune mask (kept vs zero weights) instead of values. */
+  /** Older state: the heatmap shows the prune mask (kept vs zero weights) instead of values. */
   mask?: boolean;
+  /** What the heatmap shows: values, the prune mask or the quantization error. */
+  heatmapMode?: TileMode;
 }
 
 const app = document.getElementById('app')!;
 let ui = getState<UiState>({ sort: 'order', log: false, bins: 64, views: {} });
 
 const detailHost: LayerDetailHost = {
-  histogram: (layer, tensor, bins) => rpc.request('getHistogram', { layer, tensor, bins }),
+  histogram: (layer, tensor, bins, opts) => rpc.request('getHistogram', { layer, ...(tensor ? { tensor } : {}), bins, ...opts }),
   tile: (tensor, req) => rpc.request('getTile', { tensor, ...req }),
+  quantError: (layer) => rpc.request('getQuantError', { layer }),
+  origin: () => origin,
   state: () => ui,
   update: (patch) => {
     ui = { ...ui, ...patch };
@@ -36,6 +41,8 @@ const detailHost: LayerDetailHost = {
   },
 };
 let summary: ModelSummary | undefined;
+/** Where Whittle made this model from (null: not a model Whittle wrote, or its source is gone). */
+let origin: ModelOrigin | null = null;
 
 const rpc = connect<InspectorHostRequests, InspectorWebviewRequests, FromInspectorEvent, ToInspectorEvent>({}, (event) => {
   switch (event.type) {
@@ -53,7 +60,10 @@ async function load(): Promise<void> {
   app.setAttribute('aria-busy', 'true');
   app.replaceChildren(h('p', {}, h('vscode-progress-ring'), ' Reading the model…'));
   try {
-    summary = await rpc.request('getSummary', {});
+    // An origin that cannot be read only means no comparison: the model page still opens.
+    const [s, o] = await Promise.all([rpc.request('getSummary', {}), rpc.request('getOrigin', {}).catch(() => null)]);
+    summary = s;
+    origin = o;
     render(summary);
   } catch (err) {
     app.replaceChildren(h('h1', {}, 'Cannot open this model'), h('p', { class: 'error', id: 'error' }, (err as Error).message));
@@ -68,6 +78,7 @@ function render(s: ModelSummary): void {
   app.replaceChildren(
     h('h1', {}, name),
     h('div', { class: 'muted mono', id: 'model-file' }, s.file),
+    ...(origin ? [originBanner(origin)] : []),
     h(
       'div',
       { class: 'badges' },
@@ -99,6 +110,7 @@ function render(s: ModelSummary): void {
       h('section', {}, h('h2', {}, 'Inputs'), ioTable(s.inputs), h('h2', {}, 'Outputs'), ioTable(s.outputs)),
       h('section', {}, h('h2', {}, 'Operators'), opChart(s.opCounts)),
     ),
+    ...(origin?.activations?.length ? [activationSqnrView(origin.activations)] : []),
     h('h2', {}, `Layers (${s.layers.length})`),
     layerTable(s.layers, layerParams),
     h('div', { id: 'layer-detail' }, h('p', { class: 'muted' }, 'Click a layer to see its weight histogram, per-channel ranges and heatmap.')),
@@ -106,6 +118,18 @@ function render(s: ModelSummary): void {
   disposeLayerDetail();
   const selected = s.layers.find((l) => l.name === ui.selected);
   if (selected) showLayerDetail(document.getElementById('layer-detail')!, selected, detailHost);
+}
+
+/** Says which model this one was made from, and how. */
+function originBanner(o: ModelOrigin): HTMLElement {
+  const name = o.source.split(/[\\/]/).pop() ?? o.source;
+  return h(
+    'div',
+    { class: 'origin-banner', id: 'origin-banner', role: 'note', 'data-pass': o.pass },
+    'Written by Whittle from ',
+    h('span', { class: 'mono', title: o.source }, name),
+    ` — ${o.summary}. Layer details compare each layer with the source.`,
+  );
 }
 
 function card(label: string, value: string, id: string): HTMLElement {

@@ -1,8 +1,9 @@
 import { InputError } from '../errors';
 import type { OnnxModel } from '../formats/onnx/model';
 import type { Layer } from '../model/layers';
-import type { TensorRef } from '../model/tensorRef';
+import { TensorRef } from '../model/tensorRef';
 import type { LayerHistogram } from '../../protocol/analysis';
+import { effectiveWeight } from './quantError';
 
 /**
  * Least bins of the internal histogram that percentiles are read from (the next multiple of `bins`): a
@@ -29,11 +30,41 @@ export function channelLayout(shape: readonly number[], axis: number): ChannelLa
   return { axis: a, outer: prod(shape.slice(0, a)), channels: shape[a], inner: prod(shape.slice(a + 1)) };
 }
 
-/** The layer's tensor to look at (`tensor` by role or by name; default its main weight) and that tensor's output axis. */
-export function resolveTensor(model: OnnxModel, layerName: string, tensor?: string): { layer?: Layer; ref: TensorRef; axis: number } {
+/** Dequantized main weights already computed, per model and layer: the tiles of one heatmap dequantize once. */
+const dequantized = new WeakMap<OnnxModel, Map<string, { ref: TensorRef; axis: number; format: string }>>();
+
+/** A layer whose main weight is stored as integer codes (through DequantizeLinear, or a MatMulNBits node). */
+export function isQuantizedLayer(layer: Layer): boolean {
+  return layer.quant !== undefined || layer.op === 'com.microsoft:MatMulNBits';
+}
+
+/**
+ * The real values of a quantized layer's main weight as a float32 TensorRef (named like the stored weight),
+ * with its output axis: what the model computes with, not the integer codes. MatMulNBits gives its [K, N]
+ * matrix, whose output axis is 1. Remembered per model (a reloaded model is a new object) and layer.
+ */
+export function dequantizedWeight(model: OnnxModel, layer: Layer): { ref: TensorRef; axis: number; format: string } {
+  let perModel = dequantized.get(model);
+  if (!perModel) dequantized.set(model, (perModel = new Map()));
+  let hit = perModel.get(layer.name);
+  if (!hit) {
+    const w = effectiveWeight(model, layer);
+    const ref = new TensorRef(layer.weight.name, 1, w.shape, { kind: 'values', values: w.values }, model.file);
+    hit = { ref, axis: layer.op === 'com.microsoft:MatMulNBits' ? 1 : layer.outputAxis, format: w.format };
+    perModel.set(layer.name, hit);
+  }
+  return hit;
+}
+
+/**
+ * The layer's tensor to look at (`tensor` by role or by name; default its main weight) and that tensor's output
+ * axis. A quantized layer's main weight comes back dequantized (`format` says how it is stored), so the
+ * Inspector's histograms and value tiles show real values; the passes read `model.layers()` and are unaffected.
+ */
+export function resolveTensor(model: OnnxModel, layerName: string, tensor?: string): { layer?: Layer; ref: TensorRef; axis: number; format?: string } {
   const layer = model.layers().find((l) => l.name === layerName);
   if (layer) {
-    if (!tensor || tensor === layer.weight.name || tensor === 'weight') return { layer, ref: layer.weight, axis: layer.outputAxis };
+    if (!tensor || tensor === layer.weight.name || tensor === 'weight') return mainWeight(model, layer);
     const ref = layer.tensors[tensor] ?? Object.values(layer.tensors).find((t) => t.name === tensor);
     if (!ref) throw new InputError(model.file, `layer '${layerName}' has no tensor '${tensor}' (it has ${Object.values(layer.tensors).map((t) => t.name).join(', ')})`);
     return { layer, ref, axis: 0 };
@@ -42,7 +73,15 @@ export function resolveTensor(model: OnnxModel, layerName: string, tensor?: stri
   const ref = model.weights().get(tensor ?? layerName)?.ref;
   if (!ref) throw new InputError(model.file, `no layer or weight named '${tensor ?? layerName}'`);
   const owner = model.layers().find((l) => l.weight === ref);
-  return { layer: owner, ref, axis: owner?.outputAxis ?? 0 };
+  if (owner) return mainWeight(model, owner);
+  return { layer: owner, ref, axis: 0 };
+}
+
+/** A layer's main weight as resolveTensor gives it: dequantized when stored quantized. */
+function mainWeight(model: OnnxModel, layer: Layer): { layer: Layer; ref: TensorRef; axis: number; format?: string } {
+  if (!isQuantizedLayer(layer)) return { layer, ref: layer.weight, axis: layer.outputAxis };
+  const d = dequantizedWeight(model, layer);
+  return { layer, ref: d.ref, axis: d.axis, format: d.format };
 }
 
 /**
@@ -54,10 +93,10 @@ export function resolveTensor(model: OnnxModel, layerName: string, tensor?: stri
  */
 export function layerHistogram(model: OnnxModel, layer: string, tensor?: string, bins = 64, range?: [number, number]): LayerHistogram {
   if (!Number.isInteger(bins) || bins < 1 || bins > 1 << 16) throw new InputError(undefined, `bins must be a whole number from 1 to 65536, not ${bins}`);
-  const { layer: owner, ref, axis } = resolveTensor(model, layer, tensor);
+  const { layer: owner, ref, axis, format } = resolveTensor(model, layer, tensor);
   if (!ref.numeric) throw new InputError(model.file, `tensor '${ref.name}' has element type ${ref.dtypeName}, which has no histogram`);
   if (range && !(Number.isFinite(range[0]) && Number.isFinite(range[1]) && range[0] < range[1])) throw new InputError(undefined, `histogram range must be two finite numbers, low < high, not [${range.join(', ')}]`);
-  const hist = { layer: owner?.name ?? layer, ...tensorHistogram(ref, axis, bins) };
+  const hist: LayerHistogram = { layer: owner?.name ?? layer, ...tensorHistogram(ref, axis, bins), ...(format ? { storedAs: format } : {}) };
   // Two models' histograms drawn together need the same bins: count over the given range instead.
   if (range) Object.assign(hist, rangeCounts(ref, bins, range));
   return hist;

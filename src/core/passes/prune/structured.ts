@@ -890,7 +890,8 @@ export async function structuredApply(model: OnnxModel, p: PruneOptions, ctx: Pa
     if (!c) continue;
     const params = c.before.reduce((a, b) => a * b, 1);
     const after = c.after.reduce((a, b) => a * b, 1);
-    const layer: LayerPruneSummary = { layer: l.name, op: l.op, weight: l.weight.name, shape: c.after, shapeBefore: c.before, params, zeros: params - after, zerosBefore: 0, sparsity: (params - after) / params };
+    const out = c.removed.get(l.outputAxis) ?? [];
+    const layer: LayerPruneSummary = { layer: l.name, op: l.op, weight: l.weight.name, shape: c.after, shapeBefore: c.before, removedChannels: out, params, zeros: params - after, zerosBefore: 0, sparsity: (params - after) / params };
     report.layers.push(layer);
     report.masks.push(structuredMask(l.name, l.weight.name, c));
   }

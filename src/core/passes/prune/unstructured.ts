@@ -47,6 +47,8 @@ export interface LayerPruneSummary {
   shape: number[];
   /** Structured pruning: the shape before channels were removed (`shape` is then the new one). */
   shapeBefore?: number[];
+  /** Structured pruning: the output channels removed (indices along the weight's output axis, in the original indexing). */
+  removedChannels?: number[];
   /** Elements of the weight (before structured pruning). */
   params: number;
   /** Zero elements after pruning (zeros already there included); structured pruning: elements removed. */
