@@ -22,11 +22,22 @@ run() { # name model data ep
   timeout 240 node dist/cli.js eval "$model" --data "$data" --ep "$ep" --json >"$RAW/$name-$ep.json" 2>"$RAW/$name-$ep.err"
   echo "$name $ep rc=$? $(tail -c 300 "$RAW/$name-$ep.err" | tr '\n' ' ' | grep -o 'whittle:.*' )"
 }
-for ep in cpu webgpu; do
+# QUANTIZE_ONLY=1 skips the fp32 evaluations.
+for ep in ${QUANTIZE_ONLY:+none} ${QUANTIZE_ONLY:-cpu webgpu}; do
+  [ "$ep" = none ] && continue
   run mnist8 $D/mnist8.onnx "$D/t10k-images-idx3-ubyte.gz" $ep
   run superres $D/superres.onnx random $ep
   run ultraface $D/ultraface.onnx random $ep
 done
+# Quantized models on the GPU: the quantize preflight times each against fp32 on the same EP.
+quant() { # name model mode ep
+  timeout 240 node dist/cli.js quantize "$2" --mode "$3" --ep "$4" --limit 16 --out "$RAW/q-$1-$3-$4" --json >"$RAW/q-$1-$3-$4.json" 2>"$RAW/q-$1-$3-$4.err"
+  echo "quantize $1 $3 $4 rc=$? $(node -e 'try{const r=require(process.argv[1]);console.log(`preflight ${r.preflight.ratio.toFixed(2)}x (${r.preflight.baselineMs.toFixed(3)} -> ${r.preflight.candidateMs.toFixed(3)} ms) ep ${r.preflight.ep} cosine ${r.metrics.cosine}`)}catch(e){console.log("no result")}' "$RAW/q-$1-$3-$4.json")"
+}
+for ep in webgpu cpu; do
+  for mode in fp16 static; do quant superres $D/superres.onnx $mode $ep; done
+  quant ultraface $D/ultraface.onnx static $ep
+done | tee "$OUT/quantize.txt"
 # openSession checks every non-CPU EP against CPU on a sample and falls back, with a warning, when the
 # outputs differ beyond epTolerances.json: 'EP used' webgpu means that check passed.
 node -e '

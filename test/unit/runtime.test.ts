@@ -8,7 +8,7 @@ import { encodeModel, floatTensor, graph, model, node, valueInfo } from '../../s
 import { replaceTensorData } from '../../src/core/formats/onnx/edit';
 import { OnnxModel } from '../../src/core/formats/onnx/model';
 import { writeOnnx } from '../../src/core/formats/onnx/write';
-import { openSession, syntheticFeeds, toleranceRatio } from '../../src/core/runtime/session';
+import { modelPrecision, openSession, syntheticFeeds, toleranceRatio } from '../../src/core/runtime/session';
 import { toleranceOf } from '../../src/core/runtime/ep';
 import { buildSampleModel } from '../../src/core/samples/sampleModel';
 import { identicalOutputs, runModel } from './helpers/ort';
@@ -27,6 +27,24 @@ function rebuilt(weights: Record<string, Float32Array>): string {
 }
 const sample = path.join(dir, 'sample.onnx');
 fs.writeFileSync(sample, buildSampleModel());
+
+describe('EP self-check allowance by model precision', () => {
+  test('fp32 models get the provider allowance; fp16 and int8 models at least their own, wider one', () => {
+    assert.deepEqual(toleranceOf('webgpu'), { atol: 0.001, rtol: 0.001 });
+    assert.deepEqual(toleranceOf('webgpu', 'fp16'), { atol: 0.01, rtol: 0.01 });
+    assert.deepEqual(toleranceOf('webgpu', 'int8'), { atol: 0.05, rtol: 0.05 });
+    // A wrong layout (DESIGN.md: max error 1.1 on outputs of about 1.7) stays far outside even the int8 allowance.
+    const ratio = toleranceRatio({ y: new ort.Tensor('float32', Float32Array.of(0.6), [1]) }, { y: new ort.Tensor('float32', Float32Array.of(1.7), [1]) }, toleranceOf('webgpu', 'int8'));
+    assert.ok(ratio > 7, `${ratio}`);
+  });
+
+  test('a model is int8 when it quantizes anything, fp16 when it stores float16 weights', () => {
+    const m = (nodes: ReturnType<typeof node>[], inits: ReturnType<typeof floatTensor>[]) => OnnxModel.fromBytes(encodeModel(model(graph('g', nodes, [valueInfo('x', 1, [1])], [valueInfo('y', 1, [1])], inits), 13)), 'mem.onnx');
+    assert.equal(modelPrecision(m([node('Relu', ['x'], ['y'])], [])), 'fp32');
+    assert.equal(modelPrecision(m([node('Add', ['x', 'h'], ['y'])], [{ ...floatTensor('h', [1], [1]), dataType: 10, floatData: [], rawData: Uint8Array.of(0, 0x3c) }])), 'fp16');
+    assert.equal(modelPrecision(m([node('QuantizeLinear', ['x', 's'], ['q']), node('DequantizeLinear', ['q', 's'], ['y'])], [floatTensor('s', [], [0.1])])), 'int8');
+  });
+});
 
 describe('sessions', () => {
   test('weights fed as pure graph inputs give exactly the outputs of a model rebuilt with those weights (Gemm)', async () => {

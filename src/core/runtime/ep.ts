@@ -13,9 +13,14 @@ export type EpName = (typeof epNames)[number];
 export type ConcreteEp = Exclude<EpName, 'auto'>;
 
 /** The tolerance a provider must meet against CPU (src/core/runtime/epTolerances.json). */
-export function toleranceOf(ep: ConcreteEp): { atol: number; rtol: number } {
-  return (tolerances as unknown as Record<string, { atol: number; rtol: number }>)[ep] ?? { atol: 0, rtol: 0 };
+export function toleranceOf(ep: ConcreteEp, precision: ModelPrecision = 'fp32'): { atol: number; rtol: number } {
+  const base = (tolerances as unknown as Record<string, { atol: number; rtol: number }>)[ep] ?? { atol: 0, rtol: 0 };
+  const low = precision === 'fp32' ? undefined : (tolerances as unknown as { precision: Record<string, { atol: number; rtol: number }> }).precision[precision];
+  return low ? { atol: Math.max(base.atol, low.atol), rtol: Math.max(base.rtol, low.rtol) } : base;
 }
+
+/** How a model stores its numbers, for the EP self-check's allowance: int8 (any quantized op), fp16, or fp32. */
+export type ModelPrecision = 'fp32' | 'fp16' | 'int8';
 
 /** onnxruntime's provider list for a concrete EP; CPU always comes last as the fallback for unsupported nodes. */
 export function providerConfig(ep: ConcreteEp): ort.InferenceSession.ExecutionProviderConfig[] {

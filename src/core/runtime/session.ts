@@ -7,7 +7,7 @@ import { InputError } from '../errors';
 import { addOutputs, initializersToInputs } from '../formats/onnx/edit';
 import type { OnnxModel } from '../formats/onnx/model';
 import { normal, seededRandom } from '../random';
-import { autoCandidates, providerConfig, toleranceOf, type ConcreteEp, type EpName } from './ep';
+import { autoCandidates, providerConfig, toleranceOf, type ConcreteEp, type EpName, type ModelPrecision } from './ep';
 import { ortTypeOf, weightTensor } from './tensors';
 
 // Failures of optional providers are reported by openSession in its own words; ORT's raw log would repeat them.
@@ -47,6 +47,16 @@ export interface ModelSession {
   notes: string[];
   /** Releases the session. */
   release(): Promise<void>;
+}
+
+/** Ops that compute in integers: a model holding any of them is checked with the int8 allowance. */
+const integerOps = /^(QuantizeLinear|DequantizeLinear|DynamicQuantizeLinear|MatMulInteger|ConvInteger|MatMulNBits|QLinear\w+|QGemm)$/;
+
+/** int8 when the model quantizes anything, fp16 when it stores float16 weights, else fp32. */
+export function modelPrecision(model: OnnxModel): ModelPrecision {
+  if (model.graph.node.some((n) => integerOps.test(n.opType))) return 'int8';
+  if (model.graph.initializer.some((t) => t.dataType === 10)) return 'fp16';
+  return 'fp32';
 }
 
 /** The model's non-weight inputs, as datasets need them. */
@@ -222,7 +232,7 @@ export async function openSession(model: OnnxModel, opts: SessionOptions = {}): 
       session = await create(bytes, model.file, ep, threads);
       const want = await cpu.run(check);
       const got = await session.run(check);
-      const ratio = toleranceRatio(got, want, toleranceOf(ep));
+      const ratio = toleranceRatio(got, want, toleranceOf(ep, modelPrecision(model)));
       if (ratio > 1) {
         warnings.push(`${ep} gave outputs outside its tolerance against CPU (worst element ${ratio.toFixed(1)}x the allowance); using CPU`);
         await session.release();

@@ -11,7 +11,12 @@ export interface LatencyComparison {
   candidateMs: number;
   /** candidate / baseline median: below 1 is faster. */
   ratio: number;
+  /** The candidate's provider (what ran it). */
   ep: string;
+  baselineEp: string;
+  candidateEp: string;
+  /** Why the candidate's provider differs from the one asked for, when it does. */
+  candidateNote?: string;
   runs: number;
 }
 
@@ -40,7 +45,8 @@ export async function compareLatency(baseline: OnnxModel, candidate: OnnxModel, 
     }
     const ma = latencyStats(ta).median;
     const mb = latencyStats(tb).median;
-    return { baselineMs: ma, candidateMs: mb, ratio: mb / ma, ep: b.ep, runs: Math.min(ta.length, tb.length) };
+    const note = b.warnings.find((w) => /tolerance|not available|failed/.test(w));
+    return { baselineMs: ma, candidateMs: mb, ratio: mb / ma, ep: b.ep, baselineEp: a.ep, candidateEp: b.ep, ...(note ? { candidateNote: note } : {}), runs: Math.min(ta.length, tb.length) };
   } finally {
     for (const s of sessions) await s.release().catch(() => {});
   }

@@ -324,6 +324,9 @@ function rankedForFallback(report: QuantizeReport, model: OnnxModel): Array<{ la
 
 /** Why a quantized model is not faster here, and what would help instead; nothing when it is faster. */
 function slowerAdvice(t: LatencyComparison, p: QuantizeOptions, model: OnnxModel): { advice?: string } {
+  if (t.candidateEp !== t.baselineEp) {
+    return { advice: `Preflight: the quantized model ran on ${t.candidateEp}, not ${t.baselineEp} like the original (${t.candidateNote ?? 'the provider could not take it'}), so the timing compares providers: ${t.ratio.toFixed(2)}x the original's latency (${t.candidateMs.toFixed(3)} ms against ${t.baselineMs.toFixed(3)} ms at batch 1).` };
+  }
   if (t.ratio < 0.97) return {};
   const ratio = `${t.ratio.toFixed(2)}x the original's latency on ${t.ep} (${t.candidateMs.toFixed(3)} ms against ${t.baselineMs.toFixed(3)} ms at batch 1)`;
   const depthwise = model.graph.node.filter((n) => {
