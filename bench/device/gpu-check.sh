@@ -23,8 +23,9 @@ run() { # name model data ep
   echo "$name $ep rc=$? $(tail -c 300 "$RAW/$name-$ep.err" | tr '\n' ' ' | grep -o 'whittle:.*' )"
 }
 # QUANTIZE_ONLY=1 skips the fp32 evaluations.
-for ep in ${QUANTIZE_ONLY:+none} ${QUANTIZE_ONLY:-cpu webgpu}; do
-  [ "$ep" = none ] && continue
+eps="cpu webgpu"
+[ -n "${QUANTIZE_ONLY:-}" ] && eps=""
+for ep in $eps; do
   run mnist8 $D/mnist8.onnx "$D/t10k-images-idx3-ubyte.gz" $ep
   run superres $D/superres.onnx random $ep
   run ultraface $D/ultraface.onnx random $ep

@@ -335,14 +335,14 @@ function slowerAdvice(t: LatencyComparison, p: QuantizeOptions, model: OnnxModel
     return g > 1;
   }).length;
   const reasons: string[] = [];
-  if (t.ep !== 'cpu' && (p.mode === 'static' || p.mode === 'dynamic')) reasons.push(`int8 QDQ models run through dequantize on ${t.ep} without TensorRT`);
-  if (p.mode === 'static' && depthwise) reasons.push(`its ${depthwise} depthwise or grouped convolutions: onnxruntime's int8 depthwise kernel is slower than its fp32 one`);
+  if (t.ep !== 'cpu' && (p.mode === 'static' || p.mode === 'dynamic')) reasons.push(`on ${t.ep} int8 QDQ runs as separate Quantize and Dequantize steps around float kernels (it has no int8 kernels without TensorRT)`);
+  if (p.mode === 'static' && depthwise && t.ep === 'cpu') reasons.push(`its ${depthwise} depthwise or grouped convolutions run slower in onnxruntime's int8 kernel than in its fp32 one`);
   if (p.mode === 'fp16' && t.ep === 'cpu') reasons.push('the CPU provider computes fp16 models in fp32 after casting at load, so fp16 only halves the file');
-  if (p.mode === 'weight-only' && p.bits === 8) reasons.push('weight-only int8 dequantizes the weights at run time; it saves size, not time');
+  if (p.mode === 'weight-only' && p.bits === 8) reasons.push('weight-only int8 dequantizes the weights at run time: it saves size, not time');
   if (p.mode === 'dynamic') reasons.push('dynamic quantization computes activation scales at every run');
   if (t.baselineMs < 0.2 && (p.mode === 'static' || p.mode === 'dynamic')) reasons.push(`a model this small (${t.baselineMs.toFixed(3)} ms) spends more on quantizing its input and dequantizing its output than int8 arithmetic saves`);
   const instead = 'For a smaller file, weight-only int8 or fp16 keep the fp32 kernels; for speed, structured channel pruning (whittle prune --structured channels) shrinks the compute itself.';
-  return { advice: `Preflight: the quantized model is ${t.ratio < 1.03 ? 'no faster' : 'slower'} here: ${ratio}${reasons.length ? `, because of ${reasons.join('; and ')}` : ''}. ${instead}` };
+  return { advice: `Preflight: the quantized model is ${t.ratio < 1.03 ? 'no faster' : 'slower'} here: ${ratio}${reasons.length ? `, because ${reasons.join('; and ')}` : ''}. ${instead}` };
 }
 
 /** report.md: the run in a readable table. */
