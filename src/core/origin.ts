@@ -34,8 +34,9 @@ export function readOrigin(modelFile: string): ModelOrigin | undefined {
           ? `pruned to ${pct(report.sparsity)} sparsity`
           : pass;
   const activations = Array.isArray(report.activations) ? (report.activations as ModelOrigin['activations']) : undefined;
+  const ranges = Array.isArray(report.ranges) ? (report.ranges as NonNullable<ModelOrigin['ranges']>).filter((r) => r.histogram) : undefined;
   const removedRows = removedChannels(report);
-  return { source, pass, summary, ...(activations ? { activations } : {}), ...(Object.keys(removedRows).length ? { removedRows } : {}) };
+  return { source, pass, summary, ...(activations ? { activations } : {}), ...(ranges?.length ? { ranges } : {}), ...(Object.keys(removedRows).length ? { removedRows } : {}) };
 }
 
 interface ReportLayer {

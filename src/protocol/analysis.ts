@@ -70,6 +70,17 @@ export interface QuantErrorSummary {
   maxAbs: number;
 }
 
+/** One calibrated activation as the Inspector draws it (a subset of the quantize report's `ranges`). */
+export interface CalibrationRange {
+  tensor: string;
+  range: [number, number];
+  observed: [number, number];
+  clipped: number;
+  sqnrDb: number;
+  calibrators?: Record<string, [number, number]>;
+  histogram?: { lo: number; hi: number; counts: number[] };
+}
+
 /** Where a model written by Whittle came from: its run folder's recipe and report. */
 export interface ModelOrigin {
   /** The source model's path. */
@@ -80,6 +91,8 @@ export interface ModelOrigin {
   summary: string;
   /** Static quantization: activation SQNR against the float model, worst first. */
   activations?: Array<{ tensor: string; sqnrDb: number }>;
+  /** Static quantization: each calibrated activation's histogram, the range used and every calibrator's range. */
+  ranges?: CalibrationRange[];
   /** Structured pruning: per layer, the output channels removed (rows of the source weight). */
   removedRows?: Record<string, number[]>;
 }

@@ -450,10 +450,22 @@ async function uiTest(install: CodeServerInstall, workspace: string): Promise<vo
     check(dbs.every((v, i) => v === expected[i] || Math.abs(v - expected[i]) < 1e-6), `chart ${JSON.stringify(dbs)} vs report ${JSON.stringify(expected)}`);
     await frame.locator('#activation-sqnr-section').evaluate((el) => el.scrollIntoView({ block: 'start' }));
     await shot(page, 'quantize-activation-sqnr');
+    // The calibration view: the worst activation's histogram with the range used and every calibrator's range.
+    const markers = await frame.locator('svg.calibration-histogram line.range-marker').evaluateAll((els) => els.map((e) => ({ cal: e.getAttribute('data-calibrator'), end: e.getAttribute('data-end'), x: Number(e.getAttribute('x1')) })));
+    const calibrators = new Set(markers.map((k) => k.cal));
+    check(markers.length === 10 && ['used', 'minmax', 'percentile', 'entropy', 'mse'].every((c) => calibrators.has(c)), `calibration markers ${JSON.stringify(markers)}`);
+    // MinMax was chosen in the picks, so the range used sits exactly on the MinMax markers.
+    const at = (cal: string, end: string) => markers.find((k) => k.cal === cal && k.end === end)!.x;
+    check(at('used', 'low') === at('minmax', 'low') && at('used', 'high') === at('minmax', 'high'), 'the range used is the MinMax range');
+    check((await frame.locator('svg.calibration-histogram rect.bar').count()) === 64, 'the calibration histogram has 64 bins');
+    await frame.locator('#calibration-section').evaluate((el) => el.scrollIntoView({ block: 'start' }));
+    await shot(page, 'quantize-calibration-ranges');
     // A quantized layer: the heatmap's error mode, centred on zero, painted; its format, SQNR and channel bars.
     const row = frame.locator('#layers tbody tr.layer[data-layer="/conv2/Conv"]');
     await row.click();
     await expectShown(frame.locator('canvas.heatmap-canvas[data-drawn]'), 'the values heatmap of the quantized conv2');
+    // The stats line fills in when the histogram arrives from the worker.
+    await frame.locator('.layer-stats', { hasText: 'stored as' }).waitFor({ timeout: 20_000 }).catch(() => {});
     const stats = (await frame.locator('.layer-stats').textContent()) ?? '';
     check(/stored as int8 per-channel, shown dequantized/.test(stats), `layer stats '${stats}'`);
     await frame.locator('#heatmap-mode').selectOption('error');

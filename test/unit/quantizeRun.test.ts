@@ -48,6 +48,15 @@ describe('whittle quantize: the run', { skip: noSharedData }, () => {
     const origin = readOrigin(r.output);
     assert.equal(origin?.source, model);
     assert.equal(origin?.pass, 'quantize');
+    // Each calibrated activation: its histogram over the observed range and every calibrator's range on the same statistics.
+    assert.ok(origin?.ranges && origin.ranges.length >= 3, JSON.stringify(origin?.ranges?.length));
+    for (const x of origin!.ranges!) {
+      assert.equal(x.histogram!.counts.length, 64);
+      assert.ok(x.histogram!.counts.reduce((a, b) => a + b, 0) > 0);
+      assert.deepEqual(x.calibrators!.minmax, x.observed, `${x.tensor}: minmax is the observed range`);
+      assert.deepEqual(x.range, x.calibrators!.minmax, `${x.tensor}: the default calibrator (minmax) gave the range used`);
+      for (const c of ['percentile', 'entropy', 'mse']) assert.ok(x.calibrators![c][1] <= x.observed[1] + 1e-9 && x.calibrators![c][0] >= x.observed[0] - 1e-9, `${x.tensor} ${c}`);
+    }
     const q = OnnxModel.open(r.output);
     const s = OnnxModel.open(model);
     try {

@@ -208,3 +208,80 @@ export function channelSqnrSvg(channelSqnrDb: number[]): SVGSVGElement {
   svg.append('text').attr('x', width - m.r).attr('y', height - 4).attr('text-anchor', 'end').attr('class', 'readout').text('output channel →');
   return svg.node()!;
 }
+
+/** Marker colours per calibrator, as theme variables (the range actually used is drawn solid and thicker). */
+const calibratorClass: Record<string, string> = { minmax: 'cal-minmax', percentile: 'cal-percentile', entropy: 'cal-entropy', mse: 'cal-mse' };
+
+/**
+ * The model page's calibration view of a static-quantized model: one activation's calibration histogram (log
+ * counts) with the range it was quantized over and the range each calibrator would have chosen as markers.
+ * A select picks the tensor, worst expected SQNR first.
+ */
+export function calibrationRangeView(ranges: NonNullable<ModelOrigin['ranges']>): HTMLElement {
+  const sorted = [...ranges].sort((a, b) => a.sqnrDb - b.sqnrDb || a.tensor.localeCompare(b.tensor));
+  const slot = h('div', { class: 'calibration-slot' });
+  const select = h('select', { id: 'calibration-tensor', title: 'activation tensor' }, ...sorted.map((r, i) => h('option', { value: String(i) }, `${r.tensor} (${formatNumber(r.sqnrDb)} dB)`)));
+  const draw = () => slot.replaceChildren(calibrationSvg(sorted[Number((select as HTMLSelectElement).value)]));
+  select.addEventListener('change', draw);
+  draw();
+  return h(
+    'section',
+    { id: 'calibration-section' },
+    h('h2', {}, 'Calibration ranges'),
+    h('p', { class: 'muted' }, 'The activation on the calibration data, with the range it was quantized over (solid) and the range each calibrator would choose (dashed). Values beyond the solid lines are clipped.'),
+    h('div', { class: 'toolbar' }, h('label', {}, 'activation ', select)),
+    // A legend rather than labels on the markers: calibrators often choose nearly the same end.
+    h(
+      'p',
+      { class: 'legend' },
+      ...['used', 'minmax', 'percentile', 'entropy', 'mse'].map((name) =>
+        h('span', { class: 'legend-item' }, h('span', { class: `legend-line ${name === 'used' ? 'used' : calibratorClass[name]}` }), name === 'used' ? 'range used' : name),
+      ),
+    ),
+    slot,
+  );
+}
+
+function calibrationSvg(r: NonNullable<ModelOrigin['ranges']>[number]): SVGSVGElement {
+  const width = 520;
+  const height = 220;
+  const m = { l: 48, r: 12, t: 28, b: 24 };
+  const hist = r.histogram!;
+  const marks = [{ name: 'used', range: r.range }, ...Object.entries(r.calibrators ?? {}).map(([name, range]) => ({ name, range }))];
+  const lo = Math.min(hist.lo, ...marks.map((k) => k.range[0]));
+  const hi = Math.max(hist.hi, ...marks.map((k) => k.range[1]));
+  const x = scaleLinear().domain([lo, hi === lo ? lo + 1 : hi]).range([m.l, width - m.r]);
+  const y = scaleSymlog().domain([0, Math.max(1, d3max(hist.counts) ?? 1)]).range([height - m.b, m.t]);
+  const bw = (hist.hi - hist.lo) / hist.counts.length;
+  const svg = svgRoot('calibration-histogram', width, height, `Calibration histogram of ${r.tensor}: quantized over [${formatNumber(r.range[0])}, ${formatNumber(r.range[1])}], ${(r.clipped * 100).toFixed(3)}% clipped`);
+  svg
+    .append('g')
+    .selectAll('rect')
+    .data(hist.counts.map((count, i) => ({ count, from: hist.lo + i * bw, to: hist.lo + (i + 1) * bw })))
+    .join('rect')
+    .attr('class', (d) => `bar${d.to <= r.range[0] || d.from >= r.range[1] ? ' clipped' : ''}`)
+    .attr('x', (d) => x(d.from))
+    .attr('width', (d) => Math.max(1, x(d.to) - x(d.from) - 0.5))
+    .attr('y', (d) => y(d.count))
+    .attr('height', (d) => Math.max(0, height - m.b - y(d.count)))
+    .append('title')
+    .text((d) => `[${formatNumber(d.from)}, ${formatNumber(d.to)}): ${formatCount(d.count)}`);
+  const g = svg.append('g');
+  marks.forEach((k) => {
+    for (const [end, v] of [['low', k.range[0]], ['high', k.range[1]]] as const) {
+      g.append('line')
+        .attr('class', `range-marker ${k.name === 'used' ? 'used' : (calibratorClass[k.name] ?? '')}`)
+        .attr('data-calibrator', k.name)
+        .attr('data-end', end)
+        .attr('x1', x(v))
+        .attr('x2', x(v))
+        .attr('y1', m.t - 4)
+        .attr('y2', height - m.b)
+        .append('title')
+        .text(`${k.name === 'used' ? 'range used' : k.name}: ${end} ${formatNumber(v)}`);
+    }
+  });
+  svg.append('g').attr('class', 'axis').attr('transform', `translate(0,${height - m.b})`).call(axisBottom(x).ticks(6));
+  svg.append('g').attr('class', 'axis').attr('transform', `translate(${m.l},0)`).call(axisLeft(y).ticks(4, '~s'));
+  return svg.node()!;
+}

@@ -6,7 +6,7 @@ import type { FromInspectorEvent, InspectorHostRequests, InspectorWebviewRequest
 import { connect, getState, setState } from '../common/api';
 import { formatBytes, formatCount, formatNumber, h } from '../common/dom';
 import type { HeatmapView } from '../common/heatmap';
-import { activationSqnrView } from './compare';
+import { activationSqnrView, calibrationRangeView } from './compare';
 import { disposeLayerDetail, showLayerDetail, type LayerDetailHost } from './layerDetail';
 
 /** The Model Inspector: model card, inputs and outputs, op counts, and the layer table. */
@@ -111,6 +111,7 @@ function render(s: ModelSummary): void {
       h('section', {}, h('h2', {}, 'Operators'), opChart(s.opCounts)),
     ),
     ...(origin?.activations?.length ? [activationSqnrView(origin.activations)] : []),
+    ...(origin?.ranges?.length ? [calibrationRangeView(origin.ranges)] : []),
     h('h2', {}, `Layers (${s.layers.length})`),
     layerTable(s.layers, layerParams),
     h('div', { id: 'layer-detail' }, h('p', { class: 'muted' }, 'Click a layer to see its weight histogram, per-channel ranges and heatmap.')),

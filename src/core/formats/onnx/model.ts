@@ -107,6 +107,7 @@ export class OnnxModel {
     const weights = this.weights();
     const layers: Layer[] = [];
     const names = new Set<string>();
+    const dqs = new Map<TensorRef, NodeProto>();
     const visit = (g: GraphProto) => {
       const consumers = new Map<string, NodeProto[]>();
       const producers = new Map<string, NodeProto>();
@@ -116,7 +117,6 @@ export class OnnxModel {
       }
       const direct = (name: string) => (name ? weights.get(name)?.ref : undefined);
       // A weight stored quantized reaches its node through DequantizeLinear: the layer's weight is the integer initializer.
-      const dqs = new Map<TensorRef, NodeProto>();
       const resolve = (name: string) => {
         const ref = direct(name);
         if (ref || !name) return ref;
@@ -142,8 +142,13 @@ export class OnnxModel {
     };
     visit(this.graph);
     // A weight that a recognised layer owns (through a Reshape, say) is not listed again under its Reshape.
-    const owned = new Set(layers.filter((l) => l.kind !== 'other').flatMap((l) => [l.weight, ...(l.quant ? [l.quant.scale, ...(l.quant.zeroPoint ? [l.quant.zeroPoint] : [])] : [])]));
-    this.layerList = layers.filter((l) => l.kind !== 'other' || !Object.values(l.tensors).every((t) => owned.has(t)));
+    // A layer owns its tensors and, for those stored quantized, the scale and zero point of their DequantizeLinear.
+    const dqParams = (t: TensorRef) => (dqs.get(t)?.input.slice(1).flatMap((n) => (n ? [weights.get(n)?.ref] : [])) ?? []).filter((r): r is TensorRef => !!r);
+    const owned = new Set(layers.filter((l) => l.kind !== 'other').flatMap((l) => Object.values(l.tensors).flatMap((t) => [t, ...dqParams(t)])));
+    // Quantization plumbing is not a layer: a Q/DQ of an activation holds only a scalar scale and zero point,
+    // and a DQ of a layer's weight or bias shows through that layer.
+    const plumbing = (l: Layer) => (l.op === 'QuantizeLinear' || l.op === 'DequantizeLinear') && Object.values(l.tensors).every((t) => owned.has(t) || t.count <= 1);
+    this.layerList = layers.filter((l) => l.kind !== 'other' || !(Object.values(l.tensors).every((t) => owned.has(t)) || plumbing(l)));
     return this.layerList;
   }
 

@@ -89,6 +89,10 @@ export interface ActivationRange {
   fullRangeSqnrDb: number;
   /** Share of calibration values outside the range (clipped). */
   clipped: number;
+  /** The range each calibrator would choose on the same statistics, to compare with the one used. */
+  calibrators?: Record<CalibrationMethod, [number, number]>;
+  /** The calibration histogram over the observed range, 64 equal bins (from the streaming 4,096-bin one). */
+  histogram?: { lo: number; hi: number; counts: number[] };
 }
 
 /** Per-element weight error of one layer, kept in memory for the Inspector's quantization-error heatmap. */

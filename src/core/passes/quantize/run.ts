@@ -78,6 +78,8 @@ export interface QuantizeResult {
   floatOps?: QuantizeReport['floatOps'];
   optimizedOps?: QuantizeReport['optimizedOps'];
   activations?: QuantizeReport['activations'];
+  /** Static: each calibrated activation's range, the other calibrators' ranges and its histogram. */
+  ranges?: QuantizeReport['ranges'];
   /** Latency of the written model against the source at batch 1, interleaved in one process, before this returns. */
   preflight: LatencyComparison & { faster: boolean; advice?: string };
   fallback?: { maxDropPt: number; reached: boolean; tries: FallbackTry[]; float: string[]; fullRange?: Array<{ tensor: string; reason: string }> };
@@ -261,6 +263,7 @@ export async function runQuantize(p: QuantizeParams, signal?: AbortSignal, progr
       ...(chosen.report.floatOps ? { floatOps: chosen.report.floatOps } : {}),
       ...(chosen.report.optimizedOps ? { optimizedOps: chosen.report.optimizedOps } : {}),
       ...(chosen.report.activations ? { activations: chosen.report.activations } : {}),
+      ...(chosen.report.ranges ? { ranges: chosen.report.ranges } : {}),
       preflight,
       ...(fallback ? { fallback } : {}),
       data: after.data,

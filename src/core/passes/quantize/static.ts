@@ -185,7 +185,7 @@ export async function quantizeStatic(model: OnnxModel, p: QuantizeOptions, ctx: 
     const full = fullRange.has(t);
     const [lo, hi] = full ? [stats.min, stats.max] : chooseRange(stats, p.calibration, p.percentile);
     params.set(t, scaleZeroPoint(lo, hi, activationSpec));
-    if (stats.count) ranges.push(rangeReport(t, stats, [lo, hi], full));
+    if (stats.count) ranges.push(rangeReport(t, stats, [lo, hi], full, p.percentile));
   }
   ranges.sort((a, b) => a.sqnrDb - b.sqnrDb || a.tensor.localeCompare(b.tensor));
   for (const [t, pl] of plan) if (pl.kind === 'shared') params.set(t, params.get(pl.from)!);
@@ -253,7 +253,7 @@ export async function quantizeStatic(model: OnnxModel, p: QuantizeOptions, ctx: 
  * One activation's range and the error its quantization alone is expected to add, from the calibration
  * histogram: signal Σx² against rounding noise inside the range and clipping error beyond it.
  */
-function rangeReport(tensor: string, s: TensorStats, range: [number, number], full: boolean): ActivationRange {
+function rangeReport(tensor: string, s: TensorStats, range: [number, number], full: boolean, percentile: number): ActivationRange {
   let signal = 0;
   let total = 0;
   let out = 0;
@@ -271,7 +271,24 @@ function rangeReport(tensor: string, s: TensorStats, range: [number, number], fu
     const noise = histogramMse(s, lo, hi);
     return noise === 0 ? Infinity : 10 * Math.log10(signal / Math.max(total, 1) / noise);
   };
-  return { tensor, range, observed: [s.min, s.max], full, sqnrDb: db(range[0], range[1]), fullRangeSqnrDb: db(s.min, s.max), clipped: total ? out / total : 0 };
+  const methods = ['minmax', 'percentile', 'entropy', 'mse'] as const;
+  const calibrators = Object.fromEntries(methods.map((m) => [m, chooseRange(s, m, percentile)])) as Record<(typeof methods)[number], [number, number]>;
+  return { tensor, range, observed: [s.min, s.max], full, sqnrDb: db(range[0], range[1]), fullRangeSqnrDb: db(s.min, s.max), clipped: total ? out / total : 0, calibrators, histogram: coarseHistogram(s, 64) };
+}
+
+/** The streaming histogram re-binned into `bins` equal bins over the observed [min, max], for drawing. */
+function coarseHistogram(s: TensorStats, bins: number): { lo: number; hi: number; counts: number[] } {
+  const [lo, hi] = [s.min, s.max];
+  const counts = new Array<number>(bins).fill(0);
+  const w = s.binWidth;
+  const span = hi - lo || 1;
+  for (let b = 0; b < s.counts.length; b++) {
+    const n = s.counts[b];
+    if (!n) continue;
+    const c = -s.limit + (b + 0.5) * w;
+    counts[Math.min(bins - 1, Math.max(0, Math.floor(((c - lo) / span) * bins)))] += n;
+  }
+  return { lo, hi, counts };
 }
 
 /** The constant lower bound of a Clip (attribute before opset 11, input after), or undefined. */
