@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { interleave } from './lib/interleave';
 import { OnnxModel } from '../src/core/formats/onnx/model';
 import { writeOnnx } from '../src/core/formats/onnx/write';
 import { parseParams } from '../src/core/passes/pass';
@@ -127,22 +128,8 @@ async function measure(m: { name: string; file: string; target?: number; int8Con
       cosine = dot / Math.sqrt(nx * ny);
       sqnrDb = 10 * Math.log10(nx / noise);
     }
-    for (let i = 0; i < 5; i++) {
-      await a.run(feeds);
-      await b.run(feeds);
-    }
-    const ta: number[] = [];
-    const tb: number[] = [];
-    const n = batch === 1 ? runs : Math.max(10, runs >> 1);
     // Alternate the two so drift in the shared machine's load hits both alike.
-    for (let i = 0; i < n; i++) {
-      let s = performance.now();
-      await a.run(feeds);
-      ta.push(performance.now() - s);
-      s = performance.now();
-      await b.run(feeds);
-      tb.push(performance.now() - s);
-    }
+    const { a: ta, b: tb } = await interleave(a, b, feeds, batch === 1 ? runs : Math.max(10, runs >> 1));
     const median = (x: number[]) => [...x].sort((p, q) => p - q)[x.length >> 1];
     // Headline: the median of run-by-run ratios, which a load spike on this shared machine hits on both sides;
     // the ratio of the two medians is kept beside it.

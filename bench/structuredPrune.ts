@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { interleave } from './lib/interleave';
 import { OnnxModel } from '../src/core/formats/onnx/model';
 import { isParameter } from '../src/core/formats/onnx/model';
 import { writeOnnx } from '../src/core/formats/onnx/write';
@@ -64,21 +65,7 @@ async function measure(m: { name: string; file: string; input: string; shape: nu
   const [a, b] = [await ort.InferenceSession.create(m.file, options), await ort.InferenceSession.create(out, options)];
   const randn = normal(seededRandom(5));
   const feeds = { [m.input]: new ort.Tensor('float32', Float32Array.from({ length: m.shape.reduce((x, y) => x * y, 1) }, randn), m.shape) };
-  for (let i = 0; i < 20; i++) {
-    await a.run(feeds);
-    await b.run(feeds);
-  }
-  const ta: number[] = [];
-  const tb: number[] = [];
-  // Alternate the two so drift in machine load hits both alike.
-  for (let i = 0; i < runs; i++) {
-    let s = performance.now();
-    await a.run(feeds);
-    ta.push(performance.now() - s);
-    s = performance.now();
-    await b.run(feeds);
-    tb.push(performance.now() - s);
-  }
+  const { a: ta, b: tb } = await interleave(a, b, feeds, runs, 20);
   await a.release();
   await b.release();
   const median = (x: number[]) => {

@@ -12,6 +12,7 @@ import type { AnalyzeOptions, SensitivityView } from './sensitivityView';
 import type { AnalyzeResult } from '../protocol/analysis';
 import type { PruneResult } from '../core/passes/run';
 import type { QuantizeResult } from '../core/passes/quantize/run';
+import type { WorkerRequests } from '../protocol/worker';
 import { pruneShape, pruneWhat, type PruneOptions } from './pruneChoice';
 
 export type { PruneOptions } from './pruneChoice';
@@ -208,20 +209,7 @@ async function prune(ctx: CommandContext, uri: vscode.Uri | undefined, options?:
   const shape = pruneShape(choice);
   const what = pruneWhat(choice);
   try {
-    const result = await vscode.window.withProgress(
-      { location: vscode.ProgressLocation.Notification, title: `Whittle: pruning ${path.basename(model.fsPath)} to ${what}`, cancellable: true },
-      (progress, token) => {
-        let last = 0;
-        return ctx.engine.job('prune', { model: model.fsPath, ...shape, data, limit, ep: config.get<EpName>('executionProvider', 'auto') }, token, (fraction, message) => {
-          const now = fraction === undefined ? last : Math.round(fraction * 100);
-          progress.report({ message, increment: now - last });
-          last = now;
-        });
-      },
-    );
-    ctx.status.show(result.ep);
-    ctx.refreshModels();
-    await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(result.output), inspectorViewType);
+    const result = await runWritingJob(ctx, 'prune', { model: model.fsPath, ...shape, data, limit, ep: config.get<EpName>('executionProvider', 'auto') }, `Whittle: pruning ${path.basename(model.fsPath)} to ${what}`);
     const agreement = result.metrics.top1Agreement !== undefined ? `, top-1 agreement ${(result.metrics.top1Agreement * 100).toFixed(1)}%` : '';
     const done = result.structured ? `removed ${(result.sparsity * 100).toFixed(1)}% of the pruned layers' weights (${result.params.before} → ${result.params.after} parameters)` : `pruned to ${(result.sparsity * 100).toFixed(1)}% sparsity`;
     void vscode.window.showInformationMessage(
@@ -307,6 +295,26 @@ async function pickPruneMethod(title: string): Promise<PruneOptions['method'] | 
   return method?.value;
 }
 
+/**
+ * Runs a pass that writes a model (prune, quantize) in a worker of its own under a cancellable progress
+ * notification, then shows the provider used, refreshes the Models tree and opens the written model in the
+ * Model Inspector.
+ */
+async function runWritingJob<K extends 'prune' | 'quantize'>(ctx: CommandContext, method: K, params: WorkerRequests[K]['params'], title: string): Promise<WorkerRequests[K]['result']> {
+  const result = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, (progress, token) => {
+    let last = 0;
+    return ctx.engine.job(method, params, token, (fraction, message) => {
+      const now = fraction === undefined ? last : Math.round(fraction * 100);
+      progress.report({ message, increment: now - last });
+      last = now;
+    });
+  });
+  ctx.status.show(result.ep);
+  ctx.refreshModels();
+  await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(result.output), inspectorViewType);
+  return result;
+}
+
 /** Arguments a caller (a test, another extension) can pass to skip the pickers; `mode` alone is enough. */
 export interface QuickQuantizeOptions {
   mode: 'static' | 'weight-only' | 'dynamic' | 'fp16';
@@ -342,25 +350,12 @@ async function quantize(ctx: CommandContext, uri: vscode.Uri | undefined, option
   const limit = choice.limit ?? config.get<number>('calibration.maxSamples', 256);
   const what = `${choice.mode}${choice.bits === 4 ? ' int4' : ''}`;
   try {
-    const result = await vscode.window.withProgress(
-      { location: vscode.ProgressLocation.Notification, title: `Whittle: quantizing ${path.basename(model.fsPath)} (${what})`, cancellable: true },
-      (progress, token) => {
-        let last = 0;
-        return ctx.engine.job(
-          'quantize',
-          { model: model.fsPath, mode: choice.mode, bits: choice.bits ?? 8, calibration: choice.calibration, maxDrop: choice.maxDrop, data, limit, ep: config.get<EpName>('executionProvider', 'auto') },
-          token,
-          (fraction, message) => {
-            const now = fraction === undefined ? last : Math.round(fraction * 100);
-            progress.report({ message, increment: now - last });
-            last = now;
-          },
-        );
-      },
+    const result = await runWritingJob(
+      ctx,
+      'quantize',
+      { model: model.fsPath, mode: choice.mode, bits: choice.bits ?? 8, calibration: choice.calibration, maxDrop: choice.maxDrop, data, limit, ep: config.get<EpName>('executionProvider', 'auto') },
+      `Whittle: quantizing ${path.basename(model.fsPath)} (${what})`,
     );
-    ctx.status.show(result.ep);
-    ctx.refreshModels();
-    await vscode.commands.executeCommand('vscode.openWith', vscode.Uri.file(result.output), inspectorViewType);
     const m = result.metrics;
     const quality = m.accuracy ? `accuracy ${(m.accuracy.after * 100).toFixed(2)}% (${m.accuracy.dropPt >= 0 ? '-' : '+'}${Math.abs(m.accuracy.dropPt).toFixed(2)} pt)` : m.top1Agreement !== undefined ? `top-1 agreement ${(m.top1Agreement * 100).toFixed(1)}%` : `cosine ${m.cosine}`;
     const size = `${(result.sizeBytes.after / result.sizeBytes.before).toFixed(2)}x the size`;

@@ -18,6 +18,8 @@ import { normal, seededRandom } from '../../src/core/random';
 import { modelInputs, openSession } from '../../src/core/runtime/session';
 import { outputFloats, toOrt } from '../../src/core/runtime/tensors';
 import { noSharedData, sharedData, tempDir } from './helpers/paths';
+import { cosine } from './helpers/quant';
+import { sqnrDb as sqnr } from '../../src/core/passes/quantize/math';
 
 const dir = tempDir('whittle-qstatic-');
 const options = (extra: Record<string, unknown> = {}): QuantizeOptions => parseParams<QuantizeOptions>(quantizeParams, { mode: 'static', ...extra });
@@ -38,28 +40,6 @@ async function run(bytes: Uint8Array, feeds: Record<string, ort.Tensor>): Promis
   } finally {
     await s.release();
   }
-}
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i] * b[i];
-    aa += a[i] * a[i];
-    bb += b[i] * b[i];
-  }
-  return ab / Math.sqrt(aa * bb);
-}
-
-function sqnr(ref: Float32Array, got: Float32Array): number {
-  let s = 0;
-  let n = 0;
-  for (let i = 0; i < ref.length; i++) {
-    s += ref[i] * ref[i];
-    n += (ref[i] - got[i]) ** 2;
-  }
-  return 10 * Math.log10(s / n);
 }
 
 /** Seeded tensor with N(mean, std) values. */
