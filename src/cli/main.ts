@@ -152,6 +152,7 @@ const commands: Record<string, Command> = {
       { name: 'calib-data', value: 'SPEC', help: 'calibration data (default: --data); a SPEC may end in #A:B to take samples A to B-1, e.g. t10k-images-idx3-ubyte.gz#:512' },
       { name: 'calib-limit', value: 'N', help: 'calibration samples cap (default: --limit)' },
       { name: 'max-tries', value: 'N', help: '--max-drop: quantize-and-evaluate tries the fallback may spend (default 8)' },
+      { name: 'max-seconds', value: 'S', help: '--max-drop: start no new try after S seconds; the best model found so far is written' },
     ],
     run: ({ positionals, flags }) => {
       const model = requireModel(positionals);
@@ -163,6 +164,7 @@ const commands: Record<string, Command> = {
         calibData: flags['calib-data'] as string | undefined,
         calibLimit: intFlag(flags, 'calib-limit'),
         maxTries: intFlag(flags, 'max-tries'),
+        maxSeconds: intFlag(flags, 'max-seconds'),
         out: flags.out as string | undefined,
         ep: (flags.ep as EpName | undefined) ?? 'auto',
         limit: intFlag(flags, 'limit'),

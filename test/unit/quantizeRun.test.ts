@@ -87,6 +87,15 @@ describe('whittle quantize: the run', { skip: noSharedData }, () => {
     assert.ok(r.layers.some((l) => l.format === 'qdq'), 'the other layers stay quantized');
   });
 
+  test('--max-drop with a spent time budget keeps the best model found and says the target was not reached', async () => {
+    const model = copyOf('timeout');
+    const r = await runQuantize({ model, mode: 'weight-only', bits: 4, block: 128, symmetric: true, maxDrop: 0.1, maxSeconds: 0, data: `${images()}#512:3512`, calibData: `${images()}#:256` });
+    assert.equal(r.fallback!.reached, false);
+    assert.equal(r.fallback!.tries.length, 1, 'no try starts after the deadline');
+    assert.ok(r.warnings.some((w) => /--max-drop 0\.1: no try reached it within 1 tries and 0 s; the model written is the best found/.test(w)), r.warnings.join('\n'));
+    assert.ok(fs.existsSync(r.output));
+  });
+
   test('bad input: --max-drop without --data, and a bad calibration SPEC, leave nothing behind', async () => {
     const model = copyOf('bad');
     await assert.rejects(runQuantize({ model, mode: 'static', maxDrop: 0.1 }), /--max-drop needs --data/);

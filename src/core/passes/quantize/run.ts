@@ -32,6 +32,8 @@ export interface QuantizeParams extends Partial<Omit<QuantizeOptions, 'exclude' 
   shapes?: Record<string, number[]>;
   /** `--max-drop`: how many quantize-and-evaluate tries the fallback may spend (default 8). */
   maxTries?: number;
+  /** `--max-drop`: seconds after which the fallback starts no new try (default: no limit). */
+  maxSeconds?: number;
 }
 
 /** Accuracy (when labelled) and sample count of one model on the evaluation data. */
@@ -149,6 +151,9 @@ export async function runQuantize(p: QuantizeParams, signal?: AbortSignal, progr
       const maxDrop = options.maxDrop;
       const tries: FallbackTry[] = [{ float: [], dropPt: dropPt(before, after) }];
       const budget = p.maxTries ?? 8;
+      // Tries stop at the tries budget or the time budget, whichever comes first; the best model so far stays.
+      const deadline = p.maxSeconds !== undefined ? Date.now() + p.maxSeconds * 1000 : Infinity;
+      const more = () => tries.length < budget && Date.now() < deadline;
       let best = { float: [] as string[], fullRange: [] as string[], drop: tries[0].dropPt };
       const tryWith = async (floatLayers: string[], fullRange: string[]): Promise<number> => {
         const file = path.join(dir, `.try-${tries.length}.onnx`);
@@ -169,12 +174,12 @@ export async function runQuantize(p: QuantizeParams, signal?: AbortSignal, progr
         let lo = 0;
         let hi: number | undefined;
         let k = 1;
-        while (hi === undefined && tries.length < budget && k <= count) {
+        while (hi === undefined && more() && k <= count) {
           if ((await run(k)) <= maxDrop) hi = k;
           else lo = k;
           k = Math.min(k * 2, count === k ? k + 1 : count);
         }
-        while (hi !== undefined && hi - lo > 1 && tries.length < budget) {
+        while (hi !== undefined && hi - lo > 1 && more()) {
           const mid = (lo + hi) >> 1;
           if ((await run(mid)) <= maxDrop) hi = mid;
           else lo = mid;
@@ -202,7 +207,7 @@ export async function runQuantize(p: QuantizeParams, signal?: AbortSignal, progr
         if (reached) float = ranking.slice(0, k);
       }
       if (!reached) {
-        warnings.push(`--max-drop ${maxDrop}: no try reached it within ${tries.length} tries; the model written is the best found (${best.drop} pt drop with ${best.float.length} layer(s) in float and ${best.fullRange.length} activation range(s) widened)`);
+        warnings.push(`--max-drop ${maxDrop}: no try reached it within ${tries.length} tries${Date.now() >= deadline ? ` and ${p.maxSeconds} s` : ''}; the model written is the best found (${best.drop} pt drop with ${best.float.length} layer(s) in float and ${best.fullRange.length} activation range(s) widened)`);
         float = best.float;
         fullRange = best.fullRange;
       }
