@@ -79,6 +79,7 @@ const commands: Record<string, Command> = {
       { name: 'reference', value: 'MODEL', help: "compare with another model's outputs on the same data" },
       { name: 'batch', value: 'N', help: 'samples per run when the model takes batches (default 32)' },
       { name: 'threads', value: 'N', help: 'onnxruntime intra-op threads (default: cores - 1)' },
+      { name: 'output', value: 'NAME', help: 'TF.js: the output to score (default: the last)' },
     ],
     run: ({ positionals, flags }) => {
       const model = requireModel(positionals);
@@ -93,6 +94,7 @@ const commands: Record<string, Command> = {
         batch: intFlag(flags, 'batch'),
         threads: intFlag(flags, 'threads'),
         shapes: shapeFlags(flags),
+        output: flags.output as string | undefined,
       });
     },
   },
@@ -272,7 +274,9 @@ function formatSummary(s: ModelSummary): string {
   const shape = (dims: Array<number | string | null> | null) => (dims ? `[${dims.map((d) => d ?? '?').join(', ')}]` : '?');
   const lines = [
     `${s.file}`,
-    `  format ${s.format}, IR ${s.irVersion}, opsets ${Object.entries(s.opsets).map(([d, v]) => `${d} ${v}`).join(', ')}${s.producer ? `, producer ${s.producer}` : ''}`,
+    s.tfjs
+      ? `  format tfjs ${s.tfjs.kind} model, ${s.tfjs.shards.length} shard(s)${s.producer ? `, producer ${s.producer}` : ''}`
+      : `  format ${s.format}, IR ${s.irVersion}, opsets ${Object.entries(s.opsets).map(([d, v]) => `${d} ${v}`).join(', ')}${s.producer ? `, producer ${s.producer}` : ''}`,
     `  ${formatCount(s.params)} parameters, ${formatCount(s.bytes)} bytes of weights, ${formatCount(s.nodes)} nodes, file ${formatCount(s.fileBytes)} bytes`,
     '  inputs:',
     ...s.inputs.map((i) => `    ${i.name}  ${i.dtype} ${shape(i.shape)}`),
@@ -281,7 +285,7 @@ function formatSummary(s: ModelSummary): string {
     '  ops:',
     `    ${Object.entries(s.opCounts).sort((a, b) => b[1] - a[1]).map(([op, n]) => `${op} ${n}`).join(', ')}`,
     '  layers:',
-    ...s.layers.map((l) => `    ${l.op.padEnd(14)} ${l.name}  ${l.weights.map((w) => `${w.name}${shape(w.shape)}`).join(' ')}`),
+    ...s.layers.map((l) => `    ${l.op.padEnd(14)} ${l.name}  ${l.weights.map((w) => `${w.name}${shape(w.shape)}${w.stored ? ` (${w.stored})` : ''}`).join(' ')}`),
     ...s.warnings.map((w) => `  warning: ${w}`),
   ];
   return lines.join('\n');
@@ -290,7 +294,7 @@ function formatSummary(s: ModelSummary): string {
 function formatEval(r: EvalResult): string {
   const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
   return [
-    `${r.samples} samples (${r.data}), batch ${r.batchSize}, ep ${r.ep}`,
+    `${r.samples} samples (${r.data}), batch ${r.batchSize}, ep ${r.ep}${r.output ? `, output ${r.output}` : ''}`,
     r.accuracy !== undefined ? `  accuracy ${pct(r.accuracy)}${r.top5 !== undefined ? `, top-5 ${pct(r.top5)}` : ''}` : '',
     r.top1Agreement !== undefined ? `  top-1 agreement with the reference ${pct(r.top1Agreement)}, KL ${r.kl?.toExponential(3)}` : '',
     ...Object.entries(r.outputs ?? {}).map(([name, o]) => `  ${name}: cosine ${o.cosine}, SQNR ${o.sqnrDb} dB, max |err| ${o.maxAbs}`),
