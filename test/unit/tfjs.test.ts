@@ -1,0 +1,176 @@
+import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, test } from 'node:test';
+import { TfjsModel } from '../../src/core/formats/tfjs/read';
+import { encodeWeight, writeTfjs } from '../../src/core/formats/tfjs/write';
+import { inspectModel } from '../../src/core/inspect';
+import { noSharedData, repoRoot, sharedData, tempDir } from './helpers/paths';
+
+const dir = tempDir('whittle-tfjs-');
+const cli = path.join(repoRoot, 'dist', 'cli.js');
+const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, WHITTLE_DEBUG: '' } });
+const lenet = sharedData && path.join(sharedData, 'models', 'tfjs-tensorspace-lenet-mnist', 'mnist.json');
+
+/** Seeded values in [-1, 1). */
+function values(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+/** Writes a model.json and its shards into a fresh folder; returns model.json's path. */
+function writeModel(name: string, json: object, shards: Record<string, Uint8Array>): string {
+  const d = path.join(dir, name);
+  fs.mkdirSync(d, { recursive: true });
+  for (const [f, bytes] of Object.entries(shards)) fs.writeFileSync(path.join(d, f), bytes);
+  const file = path.join(d, 'model.json');
+  fs.writeFileSync(file, JSON.stringify(json));
+  return file;
+}
+
+const denseTopology = {
+  class_name: 'Sequential',
+  config: { name: 'seq', layers: [{ class_name: 'Dense', config: { name: 'dense', units: 3, batch_input_shape: [null, 4], use_bias: true, activation: 'linear' } }] },
+};
+const kernel = values(12, 1);
+const bias = values(3, 2);
+
+/** A graph model: x -> MatMul(W) -> BiasAdd(b), with W stored uint8 and b float16, over two shards. */
+function graphModel(): { file: string; w: Float32Array } {
+  const w = values(8 * 5, 7);
+  const wq = encodeWeight(w, 'uint8');
+  const bq = encodeWeight(values(5, 8), 'float16');
+  const all = Buffer.concat([wq.bytes, bq.bytes]);
+  const file = writeModel('graph', {
+    format: 'graph-model',
+    generatedBy: 'test',
+    modelTopology: {
+      node: [
+        { name: 'x', op: 'Placeholder', attr: { dtype: { type: 'DT_FLOAT' }, shape: { shape: { dim: [{ size: '-1' }, { size: '8' }] } } } },
+        { name: 'W', op: 'Const', attr: { dtype: { type: 'DT_FLOAT' } } },
+        { name: 'b', op: 'Const', attr: { dtype: { type: 'DT_FLOAT' } } },
+        { name: 'mm', op: 'MatMul', input: ['x', 'W'], attr: { transpose_a: { b: false }, transpose_b: { b: false } } },
+        { name: 'y', op: 'BiasAdd', input: ['mm', 'b'] },
+      ],
+    },
+    weightsManifest: [{
+      paths: ['s1.bin', 's2.bin'],
+      weights: [
+        { name: 'W', shape: [8, 5], dtype: 'float32', quantization: wq.quantization },
+        { name: 'b', shape: [5], dtype: 'float32', quantization: bq.quantization },
+      ],
+    }],
+  }, { 's1.bin': all.subarray(0, 30), 's2.bin': all.subarray(30) });
+  return { file, w };
+}
+
+describe('TF.js reader', () => {
+  test('a layers model maps its weights to Keras layers, Dense kernel [in, out] with output axis 1', () => {
+    const bytes = Buffer.concat([Buffer.from(kernel.buffer), Buffer.from(bias.buffer)]);
+    const file = writeModel('dense', { modelTopology: denseTopology, weightsManifest: [{ paths: ['w.bin'], weights: [{ name: 'dense/kernel', shape: [4, 3], dtype: 'float32' }, { name: 'dense/bias', shape: [3], dtype: 'float32' }] }] }, { 'w.bin': bytes });
+    const m = TfjsModel.open(file);
+    assert.equal(m.kind, 'layers');
+    assert.deepEqual(m.inputs(), [{ name: 'dense', elemType: 1, shape: [null, 4] }]);
+    const [l] = m.layers();
+    assert.equal(l.name, 'dense');
+    assert.equal(l.kind, 'gemm');
+    assert.equal(l.outputAxis, 1);
+    assert.deepEqual([...l.weight.toFloat32()], [...kernel]);
+    assert.deepEqual([...l.bias!.toFloat32()], [...bias]);
+  });
+
+  test('a graph model over two shards: uint8 weight dequantized as q*scale+min, float16 bias, MatMul layer', () => {
+    const { file, w } = graphModel();
+    const m = TfjsModel.open(file);
+    assert.equal(m.kind, 'graph');
+    assert.deepEqual(m.inputs(), [{ name: 'x', elemType: 1, shape: [null, 8] }]);
+    const layers = m.layers();
+    assert.deepEqual(layers.map((l) => [l.name, l.op, l.kind, l.outputAxis]), [['mm', 'MatMul', 'matmul', 1], ['y', 'BiasAdd', 'other', 0]]);
+    const got = layers[0].weight.toFloat32();
+    const spec = m.weights().get('W')!.spec.quantization!;
+    // Within half a quantization step of the original.
+    for (let i = 0; i < w.length; i++) assert.ok(Math.abs(got[i] - w[i]) <= spec.scale! / 2 + 1e-7, `element ${i}: ${got[i]} vs ${w[i]}`);
+  });
+
+  test('read -> write (kept, float16, uint8, uint16) -> read gives identical dequantized weights', () => {
+    const { file } = graphModel();
+    const m = TfjsModel.open(file);
+    for (const enc of ['float32', 'float16', 'uint8', 'uint16'] as const) {
+      const out = path.join(dir, `rt-${enc}`, 'model.json');
+      const r = writeTfjs(m, out, { encodings: { W: enc }, shardBytes: 16 });
+      assert.equal(r.shards.length, Math.ceil(r.shards.reduce((a, s) => a + s.bytes, 0) / 16));
+      const back = TfjsModel.open(out);
+      assert.deepEqual([...back.weights().get('b')!.ref.toFloat32()], [...m.weights().get('b')!.ref.toFloat32()], 'kept weight');
+      // Writing the re-read model again keeps every stored byte, so the dequantized values are identical.
+      const again = writeTfjs(back, path.join(dir, `rt2-${enc}`, 'model.json'));
+      const third = TfjsModel.open(again.file);
+      for (const [name, wt] of back.weights()) assert.deepEqual([...third.weights().get(name)!.ref.toFloat32()], [...wt.ref.toFloat32()], `${enc} ${name}`);
+      if (enc === 'float32') assert.deepEqual([...back.weights().get('W')!.ref.toFloat32()], [...m.weights().get('W')!.ref.toFloat32()]);
+    }
+  });
+
+  test('never writes over the source', () => {
+    const { file } = graphModel();
+    const m = TfjsModel.open(file);
+    assert.throws(() => writeTfjs(m, file), /overwrite the source/);
+    // A written copy's shards are the next source: writing beside it under another name would replace them.
+    const copy = TfjsModel.open(writeTfjs(m, path.join(dir, 'copy', 'model.json')).file);
+    assert.throws(() => writeTfjs(copy, path.join(dir, 'copy', 'other.json')), /group1-shard1of1\.bin: writing here would overwrite the source/);
+  });
+
+  test('the LeNet layers model: 61,706 params in 5 layers, conv kernels with output axis 3', { skip: noSharedData }, async () => {
+    const s = await inspectModel(lenet!);
+    assert.equal(s.format, 'tfjs');
+    assert.equal(s.params, 61706);
+    assert.deepEqual(s.layers.map((l) => l.op), ['Conv2D', 'Conv2D', 'Dense', 'Dense', 'Dense']);
+    assert.equal(s.outputs.length, 8);
+    const m = TfjsModel.open(lenet!);
+    assert.deepEqual(m.layers().map((l) => l.outputAxis), [3, 3, 1, 1, 1]);
+  });
+
+  test('LeNet uint8 round trip: identical dequantized weights on the second read', { skip: noSharedData }, () => {
+    const m = TfjsModel.open(lenet!);
+    const encodings = Object.fromEntries([...m.weights().keys()].map((k) => [k, 'uint8' as const]));
+    const r = writeTfjs(m, path.join(dir, 'lenet8', 'model.json'), { encodings });
+    const bytes = r.shards.reduce((a, s) => a + s.bytes, 0);
+    assert.equal(bytes, 61706);
+    for (const w of r.weights) assert.ok(w.sqnrDb! > 30, `${w.name} SQNR ${w.sqnrDb}`);
+    const back = TfjsModel.open(r.file);
+    const r2 = writeTfjs(back, path.join(dir, 'lenet8b', 'model.json'));
+    const third = TfjsModel.open(r2.file);
+    for (const [name, w] of back.weights()) assert.deepEqual(third.weights().get(name)!.ref.toFloat32(), w.ref.toFloat32(), name);
+  });
+});
+
+describe('TF.js mutated-file corpus: exit 1 with one line', () => {
+  const base = (): { json: Record<string, unknown>; bytes: Buffer } => {
+    const bytes = Buffer.concat([Buffer.from(kernel.buffer), Buffer.from(bias.buffer)]);
+    return { json: { modelTopology: denseTopology, weightsManifest: [{ paths: ['w.bin'], weights: [{ name: 'dense/kernel', shape: [4, 3], dtype: 'float32' }, { name: 'dense/bias', shape: [3], dtype: 'float32' }] }] }, bytes };
+  };
+  const cases: Array<{ name: string; make: () => string; error: RegExp }> = [
+    { name: 'truncated shard', make: () => { const b = base(); return writeModel('m-trunc', b.json, { 'w.bin': b.bytes.subarray(0, 40) }); }, error: /w\.bin: weight shards hold 40 bytes, but the weights listed in model\.json need 60/ },
+    { name: 'shard too long', make: () => { const b = base(); return writeModel('m-long', b.json, { 'w.bin': Buffer.concat([b.bytes, Buffer.alloc(4)]) }); }, error: /hold 64 bytes, but the weights listed in model\.json take 60/ },
+    { name: 'missing shard', make: () => writeModel('m-missing', base().json, {}), error: /w\.bin: weight shard listed in model\.json is missing/ },
+    { name: 'broken JSON', make: () => { const f = writeModel('m-json', base().json, { 'w.bin': base().bytes }); fs.writeFileSync(f, fs.readFileSync(f, 'utf8').slice(0, 120)); return f; }, error: /model\.json: (malformed JSON|not a recognised model format)/ },
+    { name: 'unknown dtype', make: () => { const b = base(); (b.json.weightsManifest as Array<{ weights: Array<{ dtype: string }> }>)[0].weights[0].dtype = 'float64'; return writeModel('m-dtype', b.json, { 'w.bin': b.bytes }); }, error: /weight 'dense\/kernel' has unknown dtype 'float64'/ },
+    { name: 'unknown quantization dtype', make: () => { const b = base(); (b.json.weightsManifest as Array<{ weights: Array<Record<string, unknown>> }>)[0].weights[0].quantization = { dtype: 'int4', min: 0, scale: 1 }; return writeModel('m-qdtype', b.json, { 'w.bin': b.bytes }); }, error: /quantization dtype 'int4'/ },
+    { name: 'path escaping the folder', make: () => { const b = base(); (b.json.weightsManifest as Array<{ paths: string[] }>)[0].paths = ['../escape.bin']; fs.writeFileSync(path.join(dir, 'escape.bin'), b.bytes); return writeModel('m-escape', b.json, {}); }, error: /shard path '\.\.\/escape\.bin' leaves the model's folder/ },
+    { name: 'bad shape', make: () => { const b = base(); (b.json.weightsManifest as Array<{ weights: Array<{ shape: unknown }> }>)[0].weights[0].shape = [4, -3]; return writeModel('m-shape', b.json, { 'w.bin': b.bytes }); }, error: /has shape \[4,-3\]/ },
+  ];
+  for (const c of cases) {
+    test(c.name, () => {
+      const file = c.make();
+      assert.throws(() => TfjsModel.open(file), c.error);
+      const r = run('inspect', file);
+      assert.equal(r.status, 1, r.stderr);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, c.error);
+    });
+  }
+});
