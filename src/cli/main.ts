@@ -20,6 +20,8 @@ import type { PruneResult } from '../core/passes/run';
 import { normalizeQuantizeOptions, quantizePass } from '../core/passes/quantize/index';
 import type { QuantizeOptions } from '../core/passes/quantize/params';
 import type { QuantizeResult } from '../core/passes/quantize/run';
+import type { TfjsQuantDtype, TfjsQuantizeResult } from '../core/passes/quantize/tfjs';
+import { detectFormat } from '../core/formats/detect';
 import { commonFlags, flagHelp, parseArgs, type FlagSpec, type ParsedArgs } from './args';
 
 /** A CLI command: its usage line, summary, its own flags, and what it does. */
@@ -154,9 +156,13 @@ const commands: Record<string, Command> = {
       { name: 'calib-data', value: 'SPEC', help: 'calibration data (default: --data); a SPEC may end in #A:B to take samples A to B-1, e.g. t10k-images-idx3-ubyte.gz#:512' },
       { name: 'calib-limit', value: 'N', help: 'calibration samples cap (default: --limit)' },
       { name: 'max-tries', value: 'N', help: '--max-drop: quantize-and-evaluate tries the fallback may spend (default 8)' },
+      { name: 'tfjs-dtype', value: 'D', choices: ['uint8', 'uint16', 'float16', 'mix'], help: 'TF.js: stored form of the weights; mix = uint8, with the layers that cost accuracy in float16 (--max-drop, default 0.2)' },
+      { name: 'shard-size', value: 'BYTES', help: 'TF.js: bytes per weight shard (default 4194304)' },
+      { name: 'output', value: 'NAME', help: 'TF.js: the output to score (default: the last)' },
     ],
     run: ({ positionals, flags }) => {
       const model = requireModel(positionals);
+      if (detectFormat(model) === 'tfjs') return quantizeTfjs(model, flags);
       const options = normalizeQuantizeOptions(parseParams<QuantizeOptions>(quantizePass.params, flags));
       return inWorker('quantize', {
         ...options,
@@ -177,6 +183,54 @@ const commands: Record<string, Command> = {
   distill: { usage: 'distill --teacher T --student S|derive:RATIO --data D', summary: 'knowledge distillation' },
   run: { usage: 'run <recipe.whittle.json>', summary: 'run a recipe headless' },
 };
+
+/** `whittle quantize` on a TF.js model: --tfjs-dtype, or --mode weight-only (uint8; --bits 8) or fp16 (float16). */
+function quantizeTfjs(model: string, flags: ParsedArgs['flags']) {
+  const mode = flags.mode as string | undefined;
+  let dtype = flags['tfjs-dtype'] as TfjsQuantDtype | undefined;
+  if (mode && mode !== 'weight-only' && mode !== 'fp16') throw new InputError(undefined, `--mode ${mode} does not apply to TF.js models, which compute in float32 and store weights as uint8, uint16 or float16; use --mode weight-only, --mode fp16 or --tfjs-dtype`);
+  if (flags.bits !== undefined && String(flags.bits) !== '8') throw new InputError(undefined, `TF.js stores weights in 8 or 16 bits (--tfjs-dtype uint16), not ${String(flags.bits)}`);
+  if (!dtype) dtype = mode === 'fp16' ? 'float16' : mode === 'weight-only' ? 'uint8' : undefined;
+  if (!dtype) throw new InputError(undefined, 'quantizing a TF.js model needs --tfjs-dtype uint8|uint16|float16|mix or --mode weight-only|fp16');
+  const maxDrop = flags['max-drop'] !== undefined ? numberOf(String(flags['max-drop']), 'max-drop') : undefined;
+  return inWorker('quantizeTfjs', {
+    model,
+    dtype,
+    data: flags.data as string | undefined,
+    calibData: flags['calib-data'] as string | undefined,
+    calibLimit: intFlag(flags, 'calib-limit'),
+    maxDrop,
+    exclude: listFlag(flags, 'exclude'),
+    output: flags.output as string | undefined,
+    shardBytes: intFlag(flags, 'shard-size'),
+    out: flags.out as string | undefined,
+    limit: intFlag(flags, 'limit'),
+    seed: intFlag(flags, 'seed'),
+    shapes: shapeFlags(flags),
+  });
+}
+
+/** A short before/after table of a TF.js quantize run, then the per-layer forms and their errors. */
+function formatQuantizeTfjs(r: TfjsQuantizeResult): string {
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  const row = (label: string, a: string, b: string) => `  ${label.padEnd(26)}${a.padStart(14)}${b.padStart(14)}`;
+  const m = r.metrics;
+  const width = Math.max(5, ...r.layers.map((l) => l.layer.length));
+  return [
+    `${r.output}`,
+    `  tfjs ${r.dtype}; ${r.shards.length} shard(s): ${r.shards.map((s) => `${path.basename(s.file)} ${formatCount(s.bytes)} B`).join(', ')}; data ${r.data ?? 'none'}; ${r.ep}; scored output ${r.scoredOutput}`,
+    row('', 'before', 'after'),
+    row('bytes (json + shards)', formatCount(r.sizeBytes.before), formatCount(r.sizeBytes.after)),
+    row('gzip -9 bytes (shards)', formatCount(r.sizeBytes.gzipBefore), formatCount(r.sizeBytes.gzip)),
+    ...(m.accuracy ? [row('accuracy', pct(m.accuracy.before), pct(m.accuracy.after))] : []),
+    row('latency median (ms)', r.latencyMs.before.toFixed(3), r.latencyMs.after.toFixed(3)),
+    m.top1Agreement !== undefined ? `  top-1 agreement with the original ${pct(m.top1Agreement)}, cosine ${m.cosine}` : '',
+    r.mix ? `  mix (max drop ${r.mix.maxDropPt} pt on ${r.mix.chosenOn}): ${r.mix.reached ? 'reached' : 'NOT reached'}; ${r.mix.tries.map((t) => `${t.float16.length} float16 -> ${t.dropPt} pt`).join(', ')}` : '',
+    '  layers:                          stored    bytes   SQNR dB  (uint8 / float16 SQNR; uint8 alone: drop)',
+    ...r.layers.map((l) => `    ${l.layer.padEnd(width)}  ${l.op.padEnd(8)} ${l.encoding.padEnd(8)} ${String(l.bytes).padStart(8)} ${String(l.sqnrDb).padStart(8)}  (${l.candidates.uint8} / ${l.candidates.float16}${l.uint8DropPt !== undefined ? `; ${l.uint8DropPt} pt` : ''})${l.reason ? `  ${l.reason}` : ''}`),
+    ...r.warnings.map((w) => `  warning: ${w}`),
+  ].filter(Boolean).join('\n');
+}
 
 /** A non-negative integer flag, or undefined when absent. */
 function intFlag(flags: ParsedArgs['flags'], name: string): number | undefined {
@@ -399,6 +453,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (name === 'eval') process.stdout.write(formatEval(result as EvalResult) + '\n');
     else if (name === 'analyze') process.stdout.write(formatAnalyze(result as AnalyzeResult) + '\n');
     else if (name === 'prune') process.stdout.write(formatPrune(result as PruneResult) + '\n');
+    else if (name === 'quantize' && (result as TfjsQuantizeResult).format === 'tfjs') process.stdout.write(formatQuantizeTfjs(result as TfjsQuantizeResult) + '\n');
     else if (name === 'quantize') process.stdout.write(formatQuantize(result as QuantizeResult) + '\n');
     else process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     return 0;

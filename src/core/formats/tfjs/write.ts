@@ -51,11 +51,43 @@ export function writeTfjs(model: TfjsModel, outFile: string, opts: TfjsWriteOpti
   const dir = path.dirname(out);
   const shardBytes = opts.shardBytes ?? defaultShardBytes;
   if (!Number.isSafeInteger(shardBytes) || shardBytes < 1) throw new InputError(undefined, `shard size must be a positive whole number of bytes, not ${shardBytes}`);
+  const { specs, data: all, weights: written } = encodeTfjs(model, opts);
+  const total = all.byteLength;
+  const count = Math.max(1, Math.ceil(total / shardBytes));
+  const prefix = opts.shardPrefix ?? 'group1-shard';
+  const names = Array.from({ length: count }, (_, i) => `${prefix}${i + 1}of${count}.bin`);
+  const source = new Set([path.resolve(model.file), ...model.shards.map((s) => path.resolve(s))]);
+  for (const f of [out, ...names.map((n) => path.join(dir, n))]) {
+    if (source.has(f)) throw new InputError(f, 'writing here would overwrite the source model; choose another output folder');
+  }
+  const shards = names.map((n, i) => {
+    const file = path.join(dir, n);
+    const bytes = all.subarray(i * shardBytes, Math.min(total, (i + 1) * shardBytes));
+    writeFileAtomic(file, bytes);
+    return { file, bytes: bytes.byteLength };
+  });
+  const json = {
+    ...model.json,
+    weightsManifest: [{ paths: names, weights: specs }],
+    whittle: { tool: 'whittle', version, source: path.basename(model.file), sourceSha256: sha256File(model.file) },
+  };
+  writeFileAtomic(out, JSON.stringify(json));
+  return { file: out, shards, weights: written };
+}
+
+/** The weights of a model in their stored forms, as one buffer in manifest order, with their specs (what tfjs's io.fromMemory takes). */
+export interface TfjsEncoded {
+  specs: TfjsWeightSpec[];
+  data: Uint8Array;
+  weights: TfjsWrittenWeight[];
+}
+
+/** Encodes every weight per `opts.encodings` and `opts.values` (others keep their stored bytes), without writing. */
+export function encodeTfjs(model: TfjsModel, opts: Pick<TfjsWriteOptions, 'encodings' | 'values'> = {}): TfjsEncoded {
   const known = new Set(model.weights().keys());
   for (const name of [...Object.keys(opts.encodings ?? {}), ...(opts.values?.keys() ?? [])]) {
     if (!known.has(name)) throw new InputError(model.file, `no weight named '${name}'`);
   }
-
   const specs: TfjsWeightSpec[] = [];
   const parts: Uint8Array[] = [];
   const written: TfjsWrittenWeight[] = [];
@@ -81,32 +113,13 @@ export function writeTfjs(model: TfjsModel, outFile: string, opts: TfjsWriteOpti
   }
 
   const total = parts.reduce((a, p) => a + p.byteLength, 0);
-  const all = new Uint8Array(total);
+  const data = new Uint8Array(total);
   let o = 0;
   for (const p of parts) {
-    all.set(p, o);
+    data.set(p, o);
     o += p.byteLength;
   }
-  const count = Math.max(1, Math.ceil(total / shardBytes));
-  const prefix = opts.shardPrefix ?? 'group1-shard';
-  const names = Array.from({ length: count }, (_, i) => `${prefix}${i + 1}of${count}.bin`);
-  const source = new Set([path.resolve(model.file), ...model.shards.map((s) => path.resolve(s))]);
-  for (const f of [out, ...names.map((n) => path.join(dir, n))]) {
-    if (source.has(f)) throw new InputError(f, 'writing here would overwrite the source model; choose another output folder');
-  }
-  const shards = names.map((n, i) => {
-    const file = path.join(dir, n);
-    const bytes = all.subarray(i * shardBytes, Math.min(total, (i + 1) * shardBytes));
-    writeFileAtomic(file, bytes);
-    return { file, bytes: bytes.byteLength };
-  });
-  const json = {
-    ...model.json,
-    weightsManifest: [{ paths: names, weights: specs }],
-    whittle: { tool: 'whittle', version, source: path.basename(model.file), sourceSha256: sha256File(model.file) },
-  };
-  writeFileAtomic(out, JSON.stringify(json));
-  return { file: out, shards, weights: written };
+  return { specs, data, weights: written };
 }
 
 /** Encodes float values in one of TF.js's stored forms. */
