@@ -6,6 +6,7 @@ import { describe, test } from 'node:test';
 import { TfjsModel } from '../../src/core/formats/tfjs/read';
 import { encodeWeight, writeTfjs } from '../../src/core/formats/tfjs/write';
 import { inspectModel } from '../../src/core/inspect';
+import { humanModels, humanRow } from '../../bench/lib/tfjsHuman';
 import { noSharedData, repoRoot, sharedData, tempDir } from './helpers/paths';
 
 const dir = tempDir('whittle-tfjs-');
@@ -234,5 +235,29 @@ describe('TF.js eval and quantize through the CLI (LeNet, MNIST)', { skip: noSha
     const r = run('quantize', lenet!, '--mode', 'static');
     assert.equal(r.status, 1);
     assert.match(r.stderr, /does not apply to TF\.js models/);
+  });
+});
+
+describe('TF.js graph models of @vladmandic/human (npm devDependency)', () => {
+  const models = humanModels();
+  const skip = models.length ? false : 'skipped: @vladmandic/human is not installed';
+  test('all load, inspect, and round-trip with identical dequantized weights; re-quantized ones run', { skip }, async () => {
+    assert.ok(models.length >= 10, `${models.length} models`);
+    const stored = new Set<string>();
+    for (const file of models) {
+      // Only the two smallest run here (the bench runs all): emotion (float32) and antispoof (float16).
+      const name = path.basename(file, '.json');
+      const forms = ['emotion', 'antispoof'].includes(name) ? (['uint8', 'float16'] as const) : ([] as const);
+      const row = await humanRow(file, dir, [...forms]);
+      assert.ok(row.roundTripIdentical, `${name}: round trip changed weights`);
+      assert.ok(row.layers > 0 && row.params > 0, name);
+      for (const k of Object.keys(row.stored)) stored.add(k);
+      if (forms.length) {
+        assert.ok((row.cosine.uint8 as number) > 0.999, `${name} uint8 cosine ${row.cosine.uint8}`);
+        assert.ok((row.cosine.float16 as number) > 0.99999, `${name} float16 cosine ${row.cosine.float16}`);
+      }
+    }
+    // The package covers TF.js's stored forms: float32, float16 and uint8 weights, and int32 constants.
+    for (const k of ['float32', 'float16', 'uint8', 'int32']) assert.ok(stored.has(k), k);
   });
 });

@@ -97,6 +97,8 @@ export async function loadTfjs(model: TfjsModel, opts: { output?: string; overri
   const handler = tf.io.fromMemory(artifactsOf(model, opts.override));
   const notes: string[] = [];
   let inputs: string[];
+  /** The dtype tfjs checks each input against (a graph model's uint8 image input is int32 in tfjs). */
+  let dtypes: Array<tf.DataType | undefined> = [];
   let outputs: string[];
   let exec: (xs: tf.Tensor[]) => Promise<tf.Tensor[]>;
   let dispose: () => void;
@@ -113,6 +115,7 @@ export async function loadTfjs(model: TfjsModel, opts: { output?: string; overri
     } else {
       const m = await tfconv.loadGraphModel(handler);
       inputs = m.inputs.map((i) => i.name);
+      dtypes = m.inputs.map((i) => i.dtype);
       outputs = m.outputs.map((o) => o.name);
       exec = async (xs) => {
         let y: tf.Tensor | tf.Tensor[];
@@ -144,7 +147,11 @@ export async function loadTfjs(model: TfjsModel, opts: { output?: string; overri
     scored,
     notes,
     async run(feeds) {
-      const xs = feeds.map((f) => tf.tensor(f.data instanceof Float32Array || f.data instanceof Int32Array || f.data instanceof Uint8Array ? f.data : Float32Array.from(f.data as ArrayLike<number>), f.shape, f.dtype === 'int32' || f.dtype === 'int64' ? 'int32' : f.dtype === 'bool' ? 'bool' : 'float32'));
+      const xs = feeds.map((f, i) => {
+        const data = f.data instanceof Float32Array || f.data instanceof Int32Array || f.data instanceof Uint8Array ? f.data : Float32Array.from(f.data as ArrayLike<number>);
+        const own: tf.DataType = f.dtype === 'int32' || f.dtype === 'int64' || f.dtype === 'uint8' || f.dtype === 'int8' ? 'int32' : f.dtype === 'bool' ? 'bool' : 'float32';
+        return tf.tensor(data, f.shape, dtypes[i] ?? own);
+      });
       try {
         const ys = await exec(xs);
         const out = await Promise.all(ys.map(async (y) => ({ data: Float32Array.from((await y.data()) as ArrayLike<number>), dims: y.shape })));

@@ -3,7 +3,7 @@ import { writeFileAtomic } from '../../atomicWrite';
 import { InputError } from '../../errors';
 import { sha256File } from '../../hash';
 import { sqnrDb } from '../../passes/quantize/math';
-import { floatToHalf } from '../../passes/quantize/fp16';
+import { floatToHalf } from '../../data/tensors';
 import { version } from '../../version';
 import { dequantize, type TfjsModel, type TfjsQuantization, type TfjsWeightSpec } from './read';
 
