@@ -190,7 +190,8 @@ export async function summariseTfjs(model: TfjsModel, opts: ParallelOptions = {}
   const topo = model.json.modelTopology as { keras_version?: string; versions?: { producer?: number } };
   const producer = [model.json.generatedBy, model.json.convertedBy, topo.keras_version].filter(Boolean).join(', ');
   const io = (i: { name: string; elemType: number; shape: Array<number | string | null> }): IoInfo => ({ name: i.name, dtype: dtypeName(i.elemType), shape: i.shape });
-  const numeric = weights.filter((w) => w.ref.numeric);
+  // As for ONNX, integer and bool constants (shapes, axes, indices) are not parameters.
+  const numeric = weights.filter((w) => [1, 10, 11, 16].includes(w.ref.dtype));
   const bytes = weights.reduce((a, w) => a + w.stored.byteLength, 0);
   return {
     format: 'tfjs',

@@ -98,6 +98,11 @@ const graphRules: Record<string, { kind: LayerKind; roles: string[]; outputAxis:
   FusedBatchNormV3: { kind: 'batchNorm', roles: ['input', 'weight', 'bias', 'mean', 'var'], outputAxis: () => 0 },
 };
 
+/** True for float weights (quantized ones read as float32). */
+function isFloat(t: TensorRef): boolean {
+  return t.dtype === 1 || t.dtype === 10 || t.dtype === 11 || t.dtype === 16;
+}
+
 /** Maps the weights of a graph model to the GraphDef nodes that consume them (through Identity nodes). */
 export function graphLayers(topology: Record<string, unknown>, weights: Map<string, TensorRef>): Layer[] {
   const nodes = ((topology as { node?: GraphNode[] }).node ?? []).filter((n) => n && typeof n.name === 'string');
@@ -122,7 +127,8 @@ export function graphLayers(topology: Record<string, unknown>, weights: Map<stri
     const tensors: Record<string, TensorRef> = {};
     inputs.forEach((i, k) => {
       const w = weightOf(i);
-      if (w) tensors[rule?.roles[k] && rule.roles[k] !== 'input' ? (rule.roles[k] === 'extra' ? `extra${k}` : rule.roles[k]) : `input${k}`] = w;
+      // int32/bool constants are shapes, axes and indices, not parameters (as ONNX's int64 ones).
+      if (w && isFloat(w)) tensors[rule?.roles[k] && rule.roles[k] !== 'input' ? (rule.roles[k] === 'extra' ? `extra${k}` : rule.roles[k]) : `input${k}`] = w;
     });
     const refs = Object.values(tensors);
     if (!refs.length) continue;
