@@ -162,7 +162,7 @@ const commands: Record<string, Command> = {
     ],
     run: ({ positionals, flags }) => {
       const model = requireModel(positionals);
-      if (detectFormat(model) === 'tfjs') return quantizeTfjs(model, flags);
+      if (isTfjsModel(model)) return quantizeTfjs(model, flags);
       const options = normalizeQuantizeOptions(parseParams<QuantizeOptions>(quantizePass.params, flags));
       return inWorker('quantize', {
         ...options,
@@ -183,6 +183,15 @@ const commands: Record<string, Command> = {
   distill: { usage: 'distill --teacher T --student S|derive:RATIO --data D', summary: 'knowledge distillation' },
   run: { usage: 'run <recipe.whittle.json>', summary: 'run a recipe headless' },
 };
+
+/** True for a readable TF.js model.json; anything else goes the ONNX way, whose checks name the problem. */
+function isTfjsModel(file: string): boolean {
+  try {
+    return detectFormat(file) === 'tfjs';
+  } catch {
+    return false;
+  }
+}
 
 /** `whittle quantize` on a TF.js model: --tfjs-dtype, or --mode weight-only (uint8; --bits 8) or fp16 (float16). */
 function quantizeTfjs(model: string, flags: ParsedArgs['flags']) {

@@ -261,3 +261,24 @@ describe('TF.js graph models of @vladmandic/human (npm devDependency)', () => {
     for (const k of ['float32', 'float16', 'uint8', 'int32']) assert.ok(stored.has(k), k);
   });
 });
+
+describe('TF.js backend fallback', { skip: noSharedData }, () => {
+  test('without the .wasm files beside the bundle, eval runs on the cpu backend with a warning, and scores the same', () => {
+    // A copy of the CLI and worker bundles in a folder with no .wasm files (inside the repo, so node_modules resolves).
+    const bare = path.join(repoRoot, 'out', 'test', 'nowasm');
+    fs.mkdirSync(bare, { recursive: true });
+    for (const f of ['cli.js', 'worker.js']) fs.copyFileSync(path.join(repoRoot, 'dist', f), path.join(bare, f));
+    const data = path.join(dir, 'fallback.dataset.json');
+    const mnist = path.join(sharedData!, 'mnist');
+    fs.writeFileSync(data, JSON.stringify({ inputs: { input1: { idx: path.join(mnist, 't10k-images-idx3-ubyte.gz'), scale: 1 / 255 } }, labels: { idx: path.join(mnist, 't10k-labels-idx1-ubyte.gz') }, limit: 300 }));
+    const cpu = spawnSync(process.execPath, [path.join(bare, 'cli.js'), 'eval', lenet!, '--data', data, '--json'], { encoding: 'utf8' });
+    assert.equal(cpu.status, 0, cpu.stderr);
+    const c = JSON.parse(cpu.stdout);
+    assert.equal(c.ep, 'tfjs-cpu');
+    assert.ok(c.warnings.some((w: string) => /wasm backend unavailable: its \.wasm files were not found/.test(w)), c.warnings.join('; '));
+    const wasm = JSON.parse(run('eval', lenet!, '--data', data, '--json').stdout);
+    assert.equal(wasm.ep, 'tfjs-wasm');
+    assert.equal(c.samples, 300);
+    assert.equal(c.accuracy, wasm.accuracy);
+  });
+});

@@ -22,10 +22,9 @@ export interface TfjsBackend {
 
 let ready: Promise<TfjsBackend> | undefined;
 
-/** The folder holding tfjs-backend-wasm*.wasm: beside the bundle, else the installed package (for unbundled runs). */
+/** The folder holding tfjs-backend-wasm*.wasm: beside the bundle (esbuild.config.mjs copies them there). */
 function wasmDir(): string | undefined {
-  const candidates = [__dirname, path.join(__dirname, 'tfjs'), path.resolve(__dirname, '..', '..', '..', 'dist'), path.resolve(__dirname, '..', '..', 'dist')];
-  return candidates.find((d) => fs.existsSync(path.join(d, 'tfjs-backend-wasm-simd.wasm')) && fs.existsSync(path.join(d, 'tfjs-backend-wasm.wasm')));
+  return fs.existsSync(path.join(__dirname, 'tfjs-backend-wasm-simd.wasm')) && fs.existsSync(path.join(__dirname, 'tfjs-backend-wasm.wasm')) ? __dirname : undefined;
 }
 
 /** Starts tfjs once: wasm when its binaries are found and it initialises, otherwise cpu with a warning. */
