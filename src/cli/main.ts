@@ -21,6 +21,8 @@ import { normalizeQuantizeOptions, quantizePass } from '../core/passes/quantize/
 import type { QuantizeOptions } from '../core/passes/quantize/params';
 import type { QuantizeResult } from '../core/passes/quantize/run';
 import type { TfjsQuantDtype, TfjsQuantizeResult } from '../core/passes/quantize/tfjs';
+import type { TfjsPruneResult } from '../core/passes/prune/tfjs';
+import type { TfjsEncoding } from '../core/formats/tfjs/write';
 import { detectFormat } from '../core/formats/detect';
 import { commonFlags, flagHelp, parseArgs, type FlagSpec, type ParsedArgs } from './args';
 
@@ -131,9 +133,15 @@ const commands: Record<string, Command> = {
   prune: {
     usage: 'prune <model> --sparsity S [--method magnitude|wanda|sparsegpt] [--scope layer|global|sensitivity] [--structured channels] [--pattern 2:4] [--exclude A,B] [--data D] [--calib-data D] [--max-drop PT]',
     summary: 'magnitude, Wanda or SparseGPT pruning (per layer, global, sensitivity-guided or N:M), or structured channel removal, into a new model, measured before and after on --data (calibrated on --calib-data, e.g. file#:1000 and file#1000:)',
-    flags: flagSpecs(prunePass.params),
+    flags: [
+      ...flagSpecs(prunePass.params),
+      { name: 'tfjs-dtype', value: 'D', choices: ['float32', 'float16', 'uint8', 'uint16'], help: 'TF.js: stored form of the pruned weights (default float32; zeros gzip well)' },
+      { name: 'shard-size', value: 'BYTES', help: 'TF.js: bytes per weight shard (default 4194304)' },
+      { name: 'output', value: 'NAME', help: 'TF.js: the output to score (default: the last)' },
+    ],
     run: ({ positionals, flags }) => {
       const model = requireModel(positionals);
+      if (isTfjsModel(model)) return pruneTfjs(model, flags);
       // Validate here so bad flags fail before a worker starts; the worker validates again (recipes come that way too).
       const options = parseParams<PruneOptions>(prunePass.params, flags);
       return inWorker('prune', {
@@ -191,6 +199,52 @@ function isTfjsModel(file: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** `whittle prune` on a TF.js model: magnitude pruning, per layer or global. */
+function pruneTfjs(model: string, flags: ParsedArgs['flags']) {
+  const supported = new Set(['sparsity', 'method', 'scope', 'exclude', 'tfjs-dtype', 'shard-size', 'output', 'data', 'out', 'limit', 'seed', 'shape', 'json', 'ep']);
+  const other = Object.keys(flags).filter((f) => !supported.has(f));
+  if (other.length) throw new InputError(undefined, `--${other[0]} is not available for TF.js models yet; TF.js pruning takes --sparsity, --scope layer|global, --exclude, --tfjs-dtype`);
+  if (flags.method !== undefined && flags.method !== 'magnitude') throw new InputError(undefined, `--method ${String(flags.method)} is not available for TF.js models yet; use magnitude`);
+  if (flags.scope !== undefined && flags.scope !== 'layer' && flags.scope !== 'global') throw new InputError(undefined, `--scope ${String(flags.scope)} is not available for TF.js models yet; use layer or global`);
+  if (flags.sparsity === undefined) throw new InputError(undefined, 'prune needs --sparsity S (0 to 1)');
+  return inWorker('pruneTfjs', {
+    model,
+    sparsity: numberOf(String(flags.sparsity), 'sparsity'),
+    scope: flags.scope as 'layer' | 'global' | undefined,
+    exclude: listFlag(flags, 'exclude'),
+    dtype: flags['tfjs-dtype'] as TfjsEncoding | undefined,
+    data: flags.data as string | undefined,
+    output: flags.output as string | undefined,
+    shardBytes: intFlag(flags, 'shard-size'),
+    out: flags.out as string | undefined,
+    limit: intFlag(flags, 'limit'),
+    seed: intFlag(flags, 'seed'),
+    shapes: shapeFlags(flags),
+  });
+}
+
+/** A before/after table of a TF.js prune run, then the per-layer sparsities. */
+function formatPruneTfjs(r: TfjsPruneResult): string {
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  const row = (label: string, a: string, b: string) => `  ${label.padEnd(26)}${a.padStart(14)}${b.padStart(14)}`;
+  const m = r.metrics;
+  const width = Math.max(5, ...r.layers.map((l) => l.layer.length));
+  return [
+    `${r.output}`,
+    `  overall sparsity ${pct(r.sparsity)} of the pruned layers; ${r.shards.length} shard(s); data ${r.data ?? 'none'}; ${r.ep}`,
+    row('', 'before', 'after'),
+    row('bytes (json + shards)', formatCount(r.sizeBytes.before), formatCount(r.sizeBytes.after)),
+    row('gzip -9 bytes (shards)', formatCount(r.sizeBytes.gzipBefore), formatCount(r.sizeBytes.gzip)),
+    row('params (zeros excluded)', formatCount(r.params.before), formatCount(r.params.after)),
+    ...(m.accuracy ? [row('accuracy', pct(m.accuracy.before), pct(m.accuracy.after))] : []),
+    row('latency median (ms)', r.latencyMs.before.toFixed(3), r.latencyMs.after.toFixed(3)),
+    m.top1Agreement !== undefined ? `  top-1 agreement with the original ${pct(m.top1Agreement)}, cosine ${m.cosine}` : '',
+    '  layers:',
+    ...r.layers.map((l) => `    ${l.layer.padEnd(width)}  ${l.op.padEnd(8)} ${pct(l.sparsity).padStart(8)}  (${formatCount(l.zeros)} of ${formatCount(l.params)})`),
+    ...r.warnings.map((w) => `  warning: ${w}`),
+  ].filter(Boolean).join('\n');
 }
 
 /** `whittle quantize` on a TF.js model: --tfjs-dtype, or --mode weight-only (uint8; --bits 8) or fp16 (float16). */
@@ -461,6 +515,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (name === 'inspect') process.stdout.write(formatSummary(result as ModelSummary) + '\n');
     else if (name === 'eval') process.stdout.write(formatEval(result as EvalResult) + '\n');
     else if (name === 'analyze') process.stdout.write(formatAnalyze(result as AnalyzeResult) + '\n');
+    else if (name === 'prune' && (result as TfjsPruneResult).format === 'tfjs') process.stdout.write(formatPruneTfjs(result as TfjsPruneResult) + '\n');
     else if (name === 'prune') process.stdout.write(formatPrune(result as PruneResult) + '\n');
     else if (name === 'quantize' && (result as TfjsQuantizeResult).format === 'tfjs') process.stdout.write(formatQuantizeTfjs(result as TfjsQuantizeResult) + '\n');
     else if (name === 'quantize') process.stdout.write(formatQuantize(result as QuantizeResult) + '\n');

@@ -4,6 +4,7 @@ import type { EvalParams, EvalResult } from '../core/runtime/evaluate';
 import type { PruneParams, PruneResult } from '../core/passes/run';
 import type { QuantizeParams, QuantizeResult } from '../core/passes/quantize/run';
 import type { TfjsQuantizeParams, TfjsQuantizeResult } from '../core/passes/quantize/tfjs';
+import type { TfjsPruneParams, TfjsPruneResult } from '../core/passes/prune/tfjs';
 import type { EpName } from '../core/runtime/ep';
 import type { EpProbe } from '../core/runtime/probe';
 import type { AnalyzeParams, AnalyzeResult, LayerDoneEvent, LayerHistogram, QuantErrorSummary, TensorTile, TileMode } from './analysis';
@@ -35,6 +36,8 @@ export type WorkerRequests = {
   quantize: { params: QuantizeParams; result: QuantizeResult };
   /** Quantizes a TF.js model's weights into uint8/uint16/float16 or a per-layer mix, writes the run folder and measures before/after. */
   quantizeTfjs: { params: TfjsQuantizeParams; result: TfjsQuantizeResult };
+  /** Magnitude-prunes a TF.js model, writes the run folder and measures before/after. */
+  pruneTfjs: { params: TfjsPruneParams; result: TfjsPruneResult };
 };
 
 /** One range of one tensor whose bytes the worker can reach without a copy. */

@@ -231,6 +231,31 @@ describe('TF.js eval and quantize through the CLI (LeNet, MNIST)', { skip: noSha
     assert.ok(q.sizeBytes.after < q.sizeBytes.before / 3);
   });
 
+  test('prune --sparsity 0.5: exactly half of each layer zeroed (the smallest |w|), gzip shrinks, the written model scores what the run says', () => {
+    const r = run('prune', lenet!, '--sparsity', '0.5', '--data', test10k, '--out', path.join(dir, 'p50'), '--json');
+    assert.equal(r.status, 0, r.stderr);
+    const q = JSON.parse(r.stdout);
+    const source = TfjsModel.open(lenet!);
+    const pruned = TfjsModel.open(q.output);
+    for (const l of q.layers) {
+      assert.equal(l.zeros, Math.round(l.params / 2), l.layer);
+      // Every zeroed weight is no larger in magnitude than every kept one.
+      const name = source.layers().find((x) => x.name === l.layer)!.weight.name;
+      const before = source.weights().get(name)!.ref.toFloat32();
+      const after = pruned.weights().get(name)!.ref.toFloat32();
+      let maxCut = 0;
+      let minKept = Infinity;
+      before.forEach((v, i) => (after[i] === 0 ? (maxCut = Math.max(maxCut, Math.abs(v))) : (minKept = Math.min(minKept, Math.abs(v)))));
+      assert.ok(maxCut <= minKept, `${l.layer}: cut ${maxCut} > kept ${minKept}`);
+    }
+    assert.ok(q.sizeBytes.gzip < q.sizeBytes.gzipBefore * 0.7, `gzip ${q.sizeBytes.gzip} vs ${q.sizeBytes.gzipBefore}`);
+    const e = JSON.parse(run('eval', q.output, '--data', test10k, '--json').stdout);
+    assert.equal(e.accuracy, q.metrics.accuracy.after);
+    const wanda = run('prune', lenet!, '--sparsity', '0.5', '--method', 'wanda');
+    assert.equal(wanda.status, 1);
+    assert.match(wanda.stderr, /not available for TF\.js models yet/);
+  });
+
   test('--mode static is refused for TF.js with one line', () => {
     const r = run('quantize', lenet!, '--mode', 'static');
     assert.equal(r.status, 1);
