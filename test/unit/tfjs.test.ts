@@ -256,6 +256,22 @@ describe('TF.js eval and quantize through the CLI (LeNet, MNIST)', { skip: noSha
     assert.match(wanda.stderr, /not available for TF\.js models yet/);
   });
 
+  test('analyze sweeps each LeNet layer (prune and quant) with the ONNX metrics', () => {
+    const r = run('analyze', lenet!, '--data', test10k, '--kind', 'both', '--sparsities', '0,0.9', '--bits', '8,2', '--limit', '256', '--no-cache', '--json');
+    assert.equal(r.status, 0, r.stderr);
+    const a = JSON.parse(r.stdout);
+    assert.equal(a.baseline.samples, 256);
+    assert.equal(a.baseline.metricName, 'accuracy drop');
+    assert.match(a.ep, /^tfjs-/);
+    assert.deepEqual([...a.ranking].sort(), ['conv2d_Conv2D1', 'conv2d_Conv2D2', 'dense_Dense1', 'dense_Dense2', 'dense_Dense3']);
+    for (const l of a.layers) {
+      assert.equal(l.prune[0].metric, 0, `${l.name} at sparsity 0 is the baseline`);
+      assert.ok(Math.abs(l.quant[0].metric) <= 0.01, `${l.name} 8-bit drop ${l.quant[0].metric}`);
+      assert.ok(l.quant[0].cosine > 0.999, `${l.name} 8-bit cosine ${l.quant[0].cosine}`);
+      assert.ok(l.prune[1].cosine < l.quant[0].cosine, `${l.name}: 90% pruning moves the output more than 8 bits`);
+    }
+  });
+
   test('--mode static is refused for TF.js with one line', () => {
     const r = run('quantize', lenet!, '--mode', 'static');
     assert.equal(r.status, 1);
