@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { writeFileAtomic } from '../../atomicWrite';
 import { openDataset } from '../../data';
+import { magnitudePrune, sortedMagnitudes } from '../../analysis/sensitivity';
 import { InputError } from '../../errors';
 import { TfjsModel } from '../../formats/tfjs/read';
 import { writeTfjs, type TfjsEncoding } from '../../formats/tfjs/write';
@@ -81,7 +82,7 @@ export async function runPruneTfjs(p: TfjsPruneParams, signal?: AbortSignal, pro
       o += v.length;
     }
     const k = Math.round(p.sparsity * all.length);
-    const sorted = all.slice().sort();
+    const sorted = sortedMagnitudes(all);
     const threshold = k > 0 ? sorted[k - 1] : -1;
     // Ties at the threshold are cut in order until exactly k are zero.
     let budget = k - sorted.subarray(0, k).filter((x) => x < threshold).length;
@@ -92,10 +93,10 @@ export async function runPruneTfjs(p: TfjsPruneParams, signal?: AbortSignal, pro
       }
     }
   } else {
-    for (const v of values.values()) {
-      const k = Math.round(p.sparsity * v.length);
-      const order = Array.from(v.keys()).sort((a, b) => Math.abs(v[a]) - Math.abs(v[b]) || a - b);
-      for (let i = 0; i < k; i++) v[order[i]] = 0;
+    for (const [name, v] of values) {
+      const out = new Float32Array(v.length);
+      magnitudePrune(v, sortedMagnitudes(v), p.sparsity, out);
+      values.set(name, out);
     }
   }
 
