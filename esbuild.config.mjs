@@ -1,7 +1,7 @@
 // Bundles the extension host, the CLI, the worker, one bundle per webview, and the test/e2e programs.
 // Usage: node esbuild.config.mjs [--watch] [--production]
 import * as esbuild from 'esbuild';
-import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, existsSync, mkdirSync, copyFileSync } from 'node:fs';
 
 const pkg = JSON.parse(readFileSync(new URL('./package.json', import.meta.url), 'utf8'));
 const production = process.argv.includes('--production');
@@ -43,6 +43,13 @@ const builds = [
   { ...node, entryPoints: { run: 'test/e2e/run.ts', start: 'scripts/start.ts' }, outdir: 'out/e2e' },
   { ...node, entryPoints: testsIn('bench'), outdir: 'out/bench' },
 ].filter((b) => (Array.isArray(b.entryPoints) ? b.entryPoints.length : true));
+
+// tfjs-backend-wasm loads its binaries from the folder setWasmPaths names: the one beside each bundle.
+const wasmSrc = 'node_modules/@tensorflow/tfjs-backend-wasm/dist';
+for (const dir of ['dist', 'out/test/unit', 'out/bench']) {
+  mkdirSync(dir, { recursive: true });
+  for (const f of ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm']) copyFileSync(`${wasmSrc}/${f}`, `${dir}/${f}`);
+}
 
 if (watch) {
   for (const b of builds) await (await esbuild.context(b)).watch();

@@ -20,6 +20,10 @@ import type { PruneResult } from '../core/passes/run';
 import { normalizeQuantizeOptions, quantizePass } from '../core/passes/quantize/index';
 import type { QuantizeOptions } from '../core/passes/quantize/params';
 import type { QuantizeResult } from '../core/passes/quantize/run';
+import type { TfjsQuantDtype, TfjsQuantizeResult } from '../core/passes/quantize/tfjs';
+import type { TfjsPruneResult } from '../core/passes/prune/tfjs';
+import type { TfjsEncoding } from '../core/formats/tfjs/write';
+import { detectFormat } from '../core/formats/detect';
 import { commonFlags, flagHelp, parseArgs, type FlagSpec, type ParsedArgs } from './args';
 
 /** A CLI command: its usage line, summary, its own flags, and what it does. */
@@ -79,6 +83,7 @@ const commands: Record<string, Command> = {
       { name: 'reference', value: 'MODEL', help: "compare with another model's outputs on the same data" },
       { name: 'batch', value: 'N', help: 'samples per run when the model takes batches (default 32)' },
       { name: 'threads', value: 'N', help: 'onnxruntime intra-op threads (default: cores - 1)' },
+      { name: 'output', value: 'NAME', help: 'TF.js: the output to score (default: the last)' },
     ],
     run: ({ positionals, flags }) => {
       const model = requireModel(positionals);
@@ -93,6 +98,7 @@ const commands: Record<string, Command> = {
         batch: intFlag(flags, 'batch'),
         threads: intFlag(flags, 'threads'),
         shapes: shapeFlags(flags),
+        output: flags.output as string | undefined,
       });
     },
   },
@@ -127,9 +133,15 @@ const commands: Record<string, Command> = {
   prune: {
     usage: 'prune <model> --sparsity S [--method magnitude|wanda|sparsegpt] [--scope layer|global|sensitivity] [--structured channels] [--pattern 2:4] [--exclude A,B] [--data D] [--calib-data D] [--max-drop PT]',
     summary: 'magnitude, Wanda or SparseGPT pruning (per layer, global, sensitivity-guided or N:M), or structured channel removal, into a new model, measured before and after on --data (calibrated on --calib-data, e.g. file#:1000 and file#1000:)',
-    flags: flagSpecs(prunePass.params),
+    flags: [
+      ...flagSpecs(prunePass.params),
+      { name: 'tfjs-dtype', value: 'D', choices: ['float32', 'float16', 'uint8', 'uint16'], help: 'TF.js: stored form of the pruned weights (default float32; zeros gzip well)' },
+      { name: 'shard-size', value: 'BYTES', help: 'TF.js: bytes per weight shard (default 4194304)' },
+      { name: 'output', value: 'NAME', help: 'TF.js: the output to score (default: the last)' },
+    ],
     run: ({ positionals, flags }) => {
       const model = requireModel(positionals);
+      if (isTfjsModel(model)) return pruneTfjs(model, flags);
       // Validate here so bad flags fail before a worker starts; the worker validates again (recipes come that way too).
       const options = parseParams<PruneOptions>(prunePass.params, flags);
       return inWorker('prune', {
@@ -153,9 +165,13 @@ const commands: Record<string, Command> = {
       { name: 'calib-limit', value: 'N', help: 'calibration samples cap (default: --limit)' },
       { name: 'max-tries', value: 'N', help: '--max-drop: quantize-and-evaluate tries the fallback may spend (default 8)' },
       { name: 'max-seconds', value: 'S', help: '--max-drop: start no new try after S seconds; the best model found so far is written' },
+      { name: 'tfjs-dtype', value: 'D', choices: ['uint8', 'uint16', 'float16', 'mix'], help: 'TF.js: stored form of the weights; mix = uint8, with the layers that cost accuracy in float16 (--max-drop, default 0.2)' },
+      { name: 'shard-size', value: 'BYTES', help: 'TF.js: bytes per weight shard (default 4194304)' },
+      { name: 'output', value: 'NAME', help: 'TF.js: the output to score (default: the last)' },
     ],
     run: ({ positionals, flags }) => {
       const model = requireModel(positionals);
+      if (isTfjsModel(model)) return quantizeTfjs(model, flags);
       const options = normalizeQuantizeOptions(parseParams<QuantizeOptions>(quantizePass.params, flags));
       return inWorker('quantize', {
         ...options,
@@ -177,6 +193,109 @@ const commands: Record<string, Command> = {
   distill: { usage: 'distill --teacher T --student S|derive:RATIO --data D', summary: 'knowledge distillation' },
   run: { usage: 'run <recipe.whittle.json>', summary: 'run a recipe headless' },
 };
+
+/** True for a readable TF.js model.json; anything else goes the ONNX way, whose checks name the problem. */
+function isTfjsModel(file: string): boolean {
+  try {
+    return detectFormat(file) === 'tfjs';
+  } catch {
+    return false;
+  }
+}
+
+/** `whittle prune` on a TF.js model: magnitude pruning, per layer or global. */
+function pruneTfjs(model: string, flags: ParsedArgs['flags']) {
+  const supported = new Set(['sparsity', 'method', 'scope', 'exclude', 'tfjs-dtype', 'shard-size', 'output', 'data', 'out', 'limit', 'seed', 'shape', 'json', 'ep']);
+  const other = Object.keys(flags).filter((f) => !supported.has(f));
+  if (other.length) throw new InputError(undefined, `--${other[0]} is not available for TF.js models yet; TF.js pruning takes --sparsity, --scope layer|global, --exclude, --tfjs-dtype`);
+  if (flags.method !== undefined && flags.method !== 'magnitude') throw new InputError(undefined, `--method ${String(flags.method)} is not available for TF.js models yet; use magnitude`);
+  if (flags.scope !== undefined && flags.scope !== 'layer' && flags.scope !== 'global') throw new InputError(undefined, `--scope ${String(flags.scope)} is not available for TF.js models yet; use layer or global`);
+  if (flags.sparsity === undefined) throw new InputError(undefined, 'prune needs --sparsity S (0 to 1)');
+  return inWorker('pruneTfjs', {
+    model,
+    sparsity: numberOf(String(flags.sparsity), 'sparsity'),
+    scope: flags.scope as 'layer' | 'global' | undefined,
+    exclude: listFlag(flags, 'exclude'),
+    dtype: flags['tfjs-dtype'] as TfjsEncoding | undefined,
+    data: flags.data as string | undefined,
+    output: flags.output as string | undefined,
+    shardBytes: intFlag(flags, 'shard-size'),
+    out: flags.out as string | undefined,
+    limit: intFlag(flags, 'limit'),
+    seed: intFlag(flags, 'seed'),
+    shapes: shapeFlags(flags),
+  });
+}
+
+/** A before/after table of a TF.js prune run, then the per-layer sparsities. */
+function formatPruneTfjs(r: TfjsPruneResult): string {
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  const row = (label: string, a: string, b: string) => `  ${label.padEnd(26)}${a.padStart(14)}${b.padStart(14)}`;
+  const m = r.metrics;
+  const width = Math.max(5, ...r.layers.map((l) => l.layer.length));
+  return [
+    `${r.output}`,
+    `  overall sparsity ${pct(r.sparsity)} of the pruned layers; ${r.shards.length} shard(s); data ${r.data ?? 'none'}; ${r.ep}`,
+    row('', 'before', 'after'),
+    row('bytes (json + shards)', formatCount(r.sizeBytes.before), formatCount(r.sizeBytes.after)),
+    row('gzip -9 bytes (shards)', formatCount(r.sizeBytes.gzipBefore), formatCount(r.sizeBytes.gzip)),
+    row('params (zeros excluded)', formatCount(r.params.before), formatCount(r.params.after)),
+    ...(m.accuracy ? [row('accuracy', pct(m.accuracy.before), pct(m.accuracy.after))] : []),
+    row('latency median (ms)', r.latencyMs.before.toFixed(3), r.latencyMs.after.toFixed(3)),
+    m.top1Agreement !== undefined ? `  top-1 agreement with the original ${pct(m.top1Agreement)}, cosine ${m.cosine}` : '',
+    '  layers:',
+    ...r.layers.map((l) => `    ${l.layer.padEnd(width)}  ${l.op.padEnd(8)} ${pct(l.sparsity).padStart(8)}  (${formatCount(l.zeros)} of ${formatCount(l.params)})`),
+    ...r.warnings.map((w) => `  warning: ${w}`),
+  ].filter(Boolean).join('\n');
+}
+
+/** `whittle quantize` on a TF.js model: --tfjs-dtype, or --mode weight-only (uint8; --bits 8) or fp16 (float16). */
+function quantizeTfjs(model: string, flags: ParsedArgs['flags']) {
+  const mode = flags.mode as string | undefined;
+  let dtype = flags['tfjs-dtype'] as TfjsQuantDtype | undefined;
+  if (mode && mode !== 'weight-only' && mode !== 'fp16') throw new InputError(undefined, `--mode ${mode} does not apply to TF.js models, which compute in float32 and store weights as uint8, uint16 or float16; use --mode weight-only, --mode fp16 or --tfjs-dtype`);
+  if (flags.bits !== undefined && String(flags.bits) !== '8') throw new InputError(undefined, `TF.js stores weights in 8 or 16 bits (--tfjs-dtype uint16), not ${String(flags.bits)}`);
+  if (!dtype) dtype = mode === 'fp16' ? 'float16' : mode === 'weight-only' ? 'uint8' : undefined;
+  if (!dtype) throw new InputError(undefined, 'quantizing a TF.js model needs --tfjs-dtype uint8|uint16|float16|mix or --mode weight-only|fp16');
+  const maxDrop = flags['max-drop'] !== undefined ? numberOf(String(flags['max-drop']), 'max-drop') : undefined;
+  return inWorker('quantizeTfjs', {
+    model,
+    dtype,
+    data: flags.data as string | undefined,
+    calibData: flags['calib-data'] as string | undefined,
+    calibLimit: intFlag(flags, 'calib-limit'),
+    maxDrop,
+    exclude: listFlag(flags, 'exclude'),
+    output: flags.output as string | undefined,
+    shardBytes: intFlag(flags, 'shard-size'),
+    out: flags.out as string | undefined,
+    limit: intFlag(flags, 'limit'),
+    seed: intFlag(flags, 'seed'),
+    shapes: shapeFlags(flags),
+  });
+}
+
+/** A short before/after table of a TF.js quantize run, then the per-layer forms and their errors. */
+function formatQuantizeTfjs(r: TfjsQuantizeResult): string {
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  const row = (label: string, a: string, b: string) => `  ${label.padEnd(26)}${a.padStart(14)}${b.padStart(14)}`;
+  const m = r.metrics;
+  const width = Math.max(5, ...r.layers.map((l) => l.layer.length));
+  return [
+    `${r.output}`,
+    `  tfjs ${r.dtype}; ${r.shards.length} shard(s): ${r.shards.map((s) => `${path.basename(s.file)} ${formatCount(s.bytes)} B`).join(', ')}; data ${r.data ?? 'none'}; ${r.ep}; scored output ${r.scoredOutput}`,
+    row('', 'before', 'after'),
+    row('bytes (json + shards)', formatCount(r.sizeBytes.before), formatCount(r.sizeBytes.after)),
+    row('gzip -9 bytes (shards)', formatCount(r.sizeBytes.gzipBefore), formatCount(r.sizeBytes.gzip)),
+    ...(m.accuracy ? [row('accuracy', pct(m.accuracy.before), pct(m.accuracy.after))] : []),
+    row('latency median (ms)', r.latencyMs.before.toFixed(3), r.latencyMs.after.toFixed(3)),
+    m.top1Agreement !== undefined ? `  top-1 agreement with the original ${pct(m.top1Agreement)}, cosine ${m.cosine}` : '',
+    r.mix ? `  mix (max drop ${r.mix.maxDropPt} pt on ${r.mix.chosenOn}): ${r.mix.reached ? 'reached' : 'NOT reached'}; ${r.mix.tries.map((t) => `${t.float16.length} float16 -> ${t.dropPt} pt`).join(', ')}` : '',
+    '  layers:                          stored    bytes   SQNR dB  (uint8 / float16 SQNR; uint8 alone: drop)',
+    ...r.layers.map((l) => `    ${l.layer.padEnd(width)}  ${l.op.padEnd(8)} ${l.encoding.padEnd(8)} ${String(l.bytes).padStart(8)} ${String(l.sqnrDb).padStart(8)}  (${l.candidates.uint8} / ${l.candidates.float16}${l.uint8DropPt !== undefined ? `; ${l.uint8DropPt} pt` : ''})${l.reason ? `  ${l.reason}` : ''}`),
+    ...r.warnings.map((w) => `  warning: ${w}`),
+  ].filter(Boolean).join('\n');
+}
 
 /** A non-negative integer flag, or undefined when absent. */
 function intFlag(flags: ParsedArgs['flags'], name: string): number | undefined {
@@ -274,7 +393,9 @@ function formatSummary(s: ModelSummary): string {
   const shape = (dims: Array<number | string | null> | null) => (dims ? `[${dims.map((d) => d ?? '?').join(', ')}]` : '?');
   const lines = [
     `${s.file}`,
-    `  format ${s.format}, IR ${s.irVersion}, opsets ${Object.entries(s.opsets).map(([d, v]) => `${d} ${v}`).join(', ')}${s.producer ? `, producer ${s.producer}` : ''}`,
+    s.tfjs
+      ? `  format tfjs ${s.tfjs.kind} model, ${s.tfjs.shards.length} shard(s)${s.producer ? `, producer ${s.producer}` : ''}`
+      : `  format ${s.format}, IR ${s.irVersion}, opsets ${Object.entries(s.opsets).map(([d, v]) => `${d} ${v}`).join(', ')}${s.producer ? `, producer ${s.producer}` : ''}`,
     `  ${formatCount(s.params)} parameters, ${formatCount(s.bytes)} bytes of weights, ${formatCount(s.nodes)} nodes, file ${formatCount(s.fileBytes)} bytes`,
     '  inputs:',
     ...s.inputs.map((i) => `    ${i.name}  ${i.dtype} ${shape(i.shape)}`),
@@ -283,7 +404,7 @@ function formatSummary(s: ModelSummary): string {
     '  ops:',
     `    ${Object.entries(s.opCounts).sort((a, b) => b[1] - a[1]).map(([op, n]) => `${op} ${n}`).join(', ')}`,
     '  layers:',
-    ...s.layers.map((l) => `    ${l.op.padEnd(14)} ${l.name}  ${l.weights.map((w) => `${w.name}${shape(w.shape)}`).join(' ')}`),
+    ...s.layers.map((l) => `    ${l.op.padEnd(14)} ${l.name}  ${l.weights.map((w) => `${w.name}${shape(w.shape)}${w.stored ? ` (${w.stored})` : ''}`).join(' ')}`),
     ...s.warnings.map((w) => `  warning: ${w}`),
   ];
   return lines.join('\n');
@@ -292,7 +413,7 @@ function formatSummary(s: ModelSummary): string {
 function formatEval(r: EvalResult): string {
   const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
   return [
-    `${r.samples} samples (${r.data}), batch ${r.batchSize}, ep ${r.ep}`,
+    `${r.samples} samples (${r.data}), batch ${r.batchSize}, ep ${r.ep}${r.output ? `, output ${r.output}` : ''}`,
     r.accuracy !== undefined ? `  accuracy ${pct(r.accuracy)}${r.top5 !== undefined ? `, top-5 ${pct(r.top5)}` : ''}` : '',
     r.top1Agreement !== undefined ? `  top-1 agreement with the reference ${pct(r.top1Agreement)}, KL ${r.kl?.toExponential(3)}` : '',
     ...Object.entries(r.outputs ?? {}).map(([name, o]) => `  ${name}: cosine ${o.cosine}, SQNR ${o.sqnrDb} dB, max |err| ${o.maxAbs}`),
@@ -396,7 +517,9 @@ export async function main(argv: string[]): Promise<number> {
     else if (name === 'inspect') process.stdout.write(formatSummary(result as ModelSummary) + '\n');
     else if (name === 'eval') process.stdout.write(formatEval(result as EvalResult) + '\n');
     else if (name === 'analyze') process.stdout.write(formatAnalyze(result as AnalyzeResult) + '\n');
+    else if (name === 'prune' && (result as TfjsPruneResult).format === 'tfjs') process.stdout.write(formatPruneTfjs(result as TfjsPruneResult) + '\n');
     else if (name === 'prune') process.stdout.write(formatPrune(result as PruneResult) + '\n');
+    else if (name === 'quantize' && (result as TfjsQuantizeResult).format === 'tfjs') process.stdout.write(formatQuantizeTfjs(result as TfjsQuantizeResult) + '\n');
     else if (name === 'quantize') process.stdout.write(formatQuantize(result as QuantizeResult) + '\n');
     else process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     return 0;

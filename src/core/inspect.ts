@@ -2,7 +2,7 @@ import type { TypeProto, ValueInfoProto } from 'onnx-buf';
 import { weightStats, type ParallelOptions } from './analysis/parallelStats';
 import { detectFormat, type ModelFormat } from './formats/detect';
 import { isParameter, OnnxModel } from './formats/onnx/model';
-import { NotImplementedError } from './errors';
+import { TfjsModel } from './formats/tfjs/read';
 import { dtypeName } from './model/dtype';
 import type { TensorRef } from './model/tensorRef';
 
@@ -25,6 +25,8 @@ export interface WeightInfo {
   max: number | null;
   mean: number | null;
   std: number | null;
+  /** TF.js: how the weight is stored when that is not its dtype (uint8 or uint16 affine, float16); the figures are of the dequantized values. */
+  stored?: string;
 }
 
 /** A node that consumes weights. */
@@ -57,11 +59,13 @@ export interface ModelSummary {
   nodes: number;
   layers: LayerInfo[];
   warnings: string[];
+  /** TF.js: layers or graph model, and the shard files read. */
+  tfjs?: { kind: 'layers' | 'graph'; shards: string[] };
 }
 
 /** Reads a model file and summarises it. Throws InputError for files that are not readable models. */
 export async function inspectModel(file: string, opts: ParallelOptions = {}): Promise<ModelSummary> {
-  if (detectFormat(file) !== 'onnx') throw new NotImplementedError('Reading TensorFlow.js models');
+  if (detectFormat(file) === 'tfjs') return summariseTfjs(TfjsModel.open(file), opts);
   const model = OnnxModel.open(file);
   try {
     return await summarise(model, opts);
@@ -141,6 +145,71 @@ export async function summarise(model: OnnxModel, opts: ParallelOptions = {}): P
     nodes,
     layers,
     warnings,
+  };
+}
+
+/** Summarises a TF.js model in the same shape: Keras layers or GraphDef nodes, weights with their stored form. */
+export async function summariseTfjs(model: TfjsModel, opts: ParallelOptions = {}): Promise<ModelSummary> {
+  const warnings: string[] = [];
+  const weights = [...model.weights().values()];
+  const allStats = await weightStats(weights.map((w) => w.ref), opts);
+  const infos = new Map<TensorRef, WeightInfo>();
+  const finite = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? null : v);
+  for (const w of weights) {
+    const stats = allStats.get(w.ref);
+    if (stats && stats.nonFinite > 0) warnings.push(`${w.ref.name}: ${stats.nonFinite} NaN or infinite values`);
+    const q = w.spec.quantization;
+    infos.set(w.ref, {
+      name: w.ref.name,
+      shape: w.ref.shape,
+      dtype: w.spec.dtype,
+      params: w.ref.count,
+      bytes: w.stored.byteLength,
+      sparsity: stats?.sparsity ?? 0,
+      min: finite(stats?.min),
+      max: finite(stats?.max),
+      mean: finite(stats?.mean),
+      std: finite(stats?.std),
+      ...(q ? { stored: q.dtype === 'float16' ? 'float16' : `${q.dtype} affine` } : {}),
+    });
+  }
+  const layers: LayerInfo[] = model.layers().map((l) => ({ name: l.name, op: l.op, kind: l.kind, weights: Object.values(l.tensors).map((t) => infos.get(t)!) }));
+  const opCounts: Record<string, number> = {};
+  let nodes = 0;
+  if (model.kind === 'graph') {
+    for (const n of ((model.json.modelTopology as { node?: Array<{ op: string }> }).node ?? [])) {
+      nodes++;
+      opCounts[n.op] = (opCounts[n.op] ?? 0) + 1;
+    }
+  } else {
+    for (const l of model.keras()) {
+      nodes++;
+      opCounts[l.className] = (opCounts[l.className] ?? 0) + 1;
+    }
+  }
+  const topo = model.json.modelTopology as { keras_version?: string; versions?: { producer?: number } };
+  const producer = [model.json.generatedBy, model.json.convertedBy, topo.keras_version].filter(Boolean).join(', ');
+  const io = (i: { name: string; elemType: number; shape: Array<number | string | null> }): IoInfo => ({ name: i.name, dtype: dtypeName(i.elemType), shape: i.shape });
+  // As for ONNX, integer and bool constants (shapes, axes, indices) are not parameters.
+  const numeric = weights.filter((w) => [1, 10, 11, 16].includes(w.ref.dtype));
+  const bytes = weights.reduce((a, w) => a + w.stored.byteLength, 0);
+  return {
+    format: 'tfjs',
+    file: model.file,
+    fileBytes: model.fileBytes,
+    irVersion: 0,
+    opsets: {},
+    producer,
+    inputs: model.inputs().map(io),
+    outputs: model.outputs().map((name) => ({ name, dtype: 'float32', shape: null })),
+    params: numeric.reduce((a, w) => a + w.ref.count, 0),
+    bytes,
+    externalBytes: bytes,
+    opCounts,
+    nodes,
+    layers,
+    warnings,
+    tfjs: { kind: model.kind, shards: model.shards },
   };
 }
 

@@ -3,6 +3,8 @@ import type { ModelSummary } from '../core/inspect';
 import type { EvalParams, EvalResult } from '../core/runtime/evaluate';
 import type { PruneParams, PruneResult } from '../core/passes/run';
 import type { QuantizeParams, QuantizeResult } from '../core/passes/quantize/run';
+import type { TfjsQuantizeParams, TfjsQuantizeResult } from '../core/passes/quantize/tfjs';
+import type { TfjsPruneParams, TfjsPruneResult } from '../core/passes/prune/tfjs';
 import type { EpName } from '../core/runtime/ep';
 import type { EpProbe } from '../core/runtime/probe';
 import type { AnalyzeParams, AnalyzeResult, LayerDoneEvent, LayerHistogram, QuantErrorSummary, TensorTile, TileMode } from './analysis';
@@ -32,6 +34,10 @@ export type WorkerRequests = {
   prune: { params: PruneParams; result: PruneResult };
   /** Quantizes a model, writes the run folder, times it against the source and measures before/after (`whittle quantize`). */
   quantize: { params: QuantizeParams; result: QuantizeResult };
+  /** Quantizes a TF.js model's weights into uint8/uint16/float16 or a per-layer mix, writes the run folder and measures before/after. */
+  quantizeTfjs: { params: TfjsQuantizeParams; result: TfjsQuantizeResult };
+  /** Magnitude-prunes a TF.js model, writes the run folder and measures before/after. */
+  pruneTfjs: { params: TfjsPruneParams; result: TfjsPruneResult };
 };
 
 /** One range of one tensor whose bytes the worker can reach without a copy. */

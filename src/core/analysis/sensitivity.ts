@@ -10,6 +10,7 @@ import { writeFileAtomic } from '../atomicWrite';
 import { InputError } from '../errors';
 import { sha256File } from '../formats/onnx/write';
 import { toolName, version } from '../version';
+import { detectFormat } from '../formats/detect';
 import { OnnxModel } from '../formats/onnx/model';
 import type { Layer, LayerKind } from '../model/layers';
 import type { EpName } from '../runtime/ep';
@@ -235,6 +236,10 @@ async function sweepLayers(p: AnalyzeParams, signal?: AbortSignal, onLayer?: (e:
   const sparsities = p.kind === 'quant' ? [] : checkLevels(p.sparsities ?? defaultSparsities, 'sparsities', (s) => s >= 0 && s <= 1);
   const bitsList = p.kind === 'prune' ? [] : checkLevels(p.bits ?? defaultBits, 'bits', (b) => Number.isInteger(b) && b >= 2 && b <= 16);
   if (!['prune', 'quant', 'both'].includes(p.kind)) throw new InputError(undefined, `--kind must be prune, quant or both, not '${p.kind}'`);
+  if (detectFormat(p.model) === 'tfjs') {
+    const limit = p.limit ?? (p.data === 'random' ? defaultRandomSamples : defaultLimit);
+    return (await import('./sensitivityTfjs')).sweepLayersTfjs(p, { sparsities, bits: bitsList, limit, batch: batchSize }, signal, onLayer, progress);
+  }
   const model = OnnxModel.open(p.model);
   let release: (() => Promise<void>) | undefined;
   try {

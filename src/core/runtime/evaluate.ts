@@ -4,6 +4,7 @@ import { openDataset } from '../data';
 import type { Batch } from '../data/types';
 import { CancelledError } from '../../protocol/rpc';
 import { InputError } from '../errors';
+import { detectFormat } from '../formats/detect';
 import { OnnxModel } from '../formats/onnx/model';
 import type { EpName } from './ep';
 import { measureLatency, modelInputs, openSession, type ModelSession } from './session';
@@ -23,6 +24,8 @@ export interface EvalParams {
   /** Samples per run when the model takes batches (default 32). */
   batch?: number;
   threads?: number;
+  /** TF.js: the output to score (default: the last). */
+  output?: string;
 }
 
 /** Per-output comparison with the reference; infinities as the strings 'inf'/'-inf' (JSON has none). */
@@ -54,6 +57,8 @@ export interface EvalResult {
   batchSize: number;
   data: string;
   warnings: string[];
+  /** TF.js: the output that was scored. */
+  output?: string;
 }
 
 /** Progress of a job: fraction done when known, and what it is doing. */
@@ -65,6 +70,7 @@ export type Progress = (fraction: number | undefined, message: string) => void;
  * it between batches (the worker that runs it is terminated for an immediate stop).
  */
 export async function evaluate(p: EvalParams, signal?: AbortSignal, progress: Progress = () => {}): Promise<EvalResult> {
+  if (detectFormat(p.model) === 'tfjs') return (await import('./evaluateTfjs')).evaluateTfjs(p, signal, progress);
   const model = OnnxModel.open(p.model);
   const reference = p.reference ? OnnxModel.open(p.reference) : undefined;
   const sessions: ModelSession[] = [];
