@@ -1,3 +1,5 @@
+import type { Layer } from './model/layers';
+import { channelLayout } from './analysis/histogram';
 import type { TypeProto, ValueInfoProto } from 'onnx-buf';
 import { weightStats, type ParallelOptions } from './analysis/parallelStats';
 import { detectFormat, type ModelFormat } from './formats/detect';
@@ -36,6 +38,11 @@ export interface LayerInfo {
   /** conv, gemm, matmul, rnn, embedding, batchNorm, layerNorm, convTranspose, or other. */
   kind: string;
   weights: WeightInfo[];
+  /**
+   * The main weight as the heatmap draws it: output channels (rows) by everything else (columns), for the
+   * values the model computes with (a MatMulNBits weight is its [K, N] matrix, not its packed bytes).
+   */
+  matrix: { rows: number; cols: number };
 }
 
 /** What `whittle inspect` reports (DESIGN.md section 7), plus a few extras (file, fileBytes, opCounts, nodes). */
@@ -103,7 +110,7 @@ export async function summarise(model: OnnxModel, opts: ParallelOptions = {}): P
     return info;
   };
 
-  const layers: LayerInfo[] = model.layers().map((l) => ({ name: l.name, op: l.op, kind: l.kind, weights: Object.values(l.tensors).map(describe) }));
+  const layers: LayerInfo[] = model.layers().map((l) => ({ name: l.name, op: l.op, kind: l.kind, weights: Object.values(l.tensors).map(describe), matrix: matrixOf(l, model) }));
   let params = 0;
   let bytes = 0;
   let externalBytes = 0;
@@ -173,7 +180,7 @@ export async function summariseTfjs(model: TfjsModel, opts: ParallelOptions = {}
       ...(q ? { stored: q.dtype === 'float16' ? 'float16' : `${q.dtype} affine` } : {}),
     });
   }
-  const layers: LayerInfo[] = model.layers().map((l) => ({ name: l.name, op: l.op, kind: l.kind, weights: Object.values(l.tensors).map((t) => infos.get(t)!) }));
+  const layers: LayerInfo[] = model.layers().map((l) => ({ name: l.name, op: l.op, kind: l.kind, weights: Object.values(l.tensors).map((t) => infos.get(t)!), matrix: matrixOf(l) }));
   const opCounts: Record<string, number> = {};
   let nodes = 0;
   if (model.kind === 'graph') {
@@ -230,4 +237,15 @@ function tensorType(t: TypeProto | undefined) {
 
 function typeCase(t: TypeProto | undefined): string {
   return t?.value.case ?? 'unknown';
+}
+
+/** A layer's main weight as rows (output channels) by columns (the rest); MatMulNBits from its K and N. */
+function matrixOf(l: Layer, model?: OnnxModel): { rows: number; cols: number } {
+  if (l.op === 'com.microsoft:MatMulNBits' && model) {
+    const node = model.graph.node.find((n) => n.name === l.name);
+    const attr = (k: string) => Number(node?.attribute.find((a) => a.name === k)?.i ?? 0);
+    if (attr('K') && attr('N')) return { rows: attr('N'), cols: attr('K') };
+  }
+  const lay = channelLayout(l.weight.shape, l.outputAxis);
+  return { rows: lay.channels, cols: Math.max(1, lay.outer * lay.inner) };
 }

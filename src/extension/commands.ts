@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { version } from '../core/version';
@@ -12,6 +13,8 @@ import type { AnalyzeOptions, SensitivityView } from './sensitivityView';
 import type { AnalyzeResult } from '../protocol/analysis';
 import type { PruneResult } from '../core/passes/run';
 import type { QuantizeResult } from '../core/passes/quantize/run';
+import type { TfjsQuantizeResult } from '../core/passes/quantize/tfjs';
+import type { TfjsPruneResult } from '../core/passes/prune/tfjs';
 import type { WorkerRequests } from '../protocol/worker';
 import { pruneShape, pruneWhat, type PruneOptions } from './pruneChoice';
 
@@ -111,17 +114,14 @@ async function notYet(id: CommandId): Promise<string> {
 async function inspect(uri: vscode.Uri | undefined): Promise<void> {
   const target = uri ?? activeModelUri() ?? (await pickModel());
   if (!target) return;
-  if (path.basename(target.fsPath) === 'model.json') {
-    void vscode.window.showInformationMessage(`Whittle: inspecting TensorFlow.js models is not available yet in version ${version}; ONNX models can be inspected today.`);
-    return;
-  }
+  // ONNX files and TF.js model.json files both open in the Model Inspector (the worker reads either by content).
   await vscode.commands.executeCommand('vscode.openWith', target, inspectorViewType);
 }
 
 function activeModelUri(): vscode.Uri | undefined {
   const input = vscode.window.tabGroups.activeTabGroup.activeTab?.input;
   const uri = input instanceof vscode.TabInputCustom || input instanceof vscode.TabInputText ? input.uri : undefined;
-  return uri && /\.onnx$/i.test(uri.fsPath) ? uri : undefined;
+  return uri && (/\.onnx$/i.test(uri.fsPath) || isTfjsFile(uri)) ? uri : undefined;
 }
 
 /**
@@ -192,15 +192,16 @@ async function compare(ctx: CommandContext, uri: vscode.Uri | undefined, options
  * with progress and Cancel, opens the pruned model in the Model Inspector and returns the result (undefined
  * when dismissed or cancelled). The output goes to a run folder beside the source, which is only read.
  */
-async function prune(ctx: CommandContext, uri: vscode.Uri | undefined, options?: PruneOptions): Promise<PruneResult | undefined> {
+async function prune(ctx: CommandContext, uri: vscode.Uri | undefined, options?: PruneOptions): Promise<PruneResult | TfjsPruneResult | undefined> {
   const model = await modelToRun('whittle.prune', uri, 'the model to prune');
   if (!model) return undefined;
-  if (!/\.onnx$/i.test(model.fsPath)) {
-    void vscode.window.showInformationMessage(`Whittle: pruning TensorFlow.js models is not available yet in version ${version}; ONNX models can be pruned today.`);
-    return undefined;
-  }
+  const tfjs = isTfjsFile(model);
   const choice: PruneOptions | undefined = options ?? (await pickPruneChoice(path.basename(model.fsPath)));
   if (!choice) return undefined;
+  if (tfjs && (choice.structured || (choice.pattern && choice.pattern !== 'none') || (choice.method && choice.method !== 'magnitude') || choice.scope === 'sensitivity')) {
+    void vscode.window.showInformationMessage(`Whittle: TensorFlow.js models can be pruned by magnitude, per layer or global, in version ${version}; ${pruneWhat(choice)} is ONNX-only for now.`);
+    return undefined;
+  }
   const data = choice.data ?? (await pickData('pruning'));
   if (!data) return undefined;
   const config = vscode.workspace.getConfiguration('whittle');
@@ -209,9 +210,12 @@ async function prune(ctx: CommandContext, uri: vscode.Uri | undefined, options?:
   const shape = pruneShape(choice);
   const what = pruneWhat(choice);
   try {
-    const result = await runWritingJob(ctx, 'prune', { model: model.fsPath, ...shape, data, limit, ep: config.get<EpName>('executionProvider', 'auto') }, `Whittle: pruning ${path.basename(model.fsPath)} to ${what}`);
+    const title = `Whittle: pruning ${path.basename(model.fsPath)} to ${what}`;
+    const result: PruneResult | TfjsPruneResult = tfjs
+      ? await runWritingJob(ctx, 'pruneTfjs', { model: model.fsPath, sparsity: choice.sparsity, scope: choice.scope === 'global' ? 'global' : 'layer', data, limit }, title)
+      : await runWritingJob(ctx, 'prune', { model: model.fsPath, ...shape, data, limit, ep: config.get<EpName>('executionProvider', 'auto') }, title);
     const agreement = result.metrics.top1Agreement !== undefined ? `, top-1 agreement ${(result.metrics.top1Agreement * 100).toFixed(1)}%` : '';
-    const done = result.structured ? `removed ${(result.sparsity * 100).toFixed(1)}% of the pruned layers' weights (${result.params.before} → ${result.params.after} parameters)` : `pruned to ${(result.sparsity * 100).toFixed(1)}% sparsity`;
+    const done = 'structured' in result && result.structured ? `removed ${(result.sparsity * 100).toFixed(1)}% of the pruned layers' weights (${result.params.before} → ${result.params.after} parameters)` : `pruned to ${(result.sparsity * 100).toFixed(1)}% sparsity`;
     void vscode.window.showInformationMessage(
       `Whittle: ${done}${agreement}. Saved to ${result.output}${result.warnings.length ? ` (${result.warnings.length} warning(s) in report.md)` : ''}`,
     );
@@ -300,7 +304,7 @@ async function pickPruneMethod(title: string): Promise<PruneOptions['method'] | 
  * notification, then shows the provider used, refreshes the Models tree and opens the written model in the
  * Model Inspector.
  */
-async function runWritingJob<K extends 'prune' | 'quantize'>(ctx: CommandContext, method: K, params: WorkerRequests[K]['params'], title: string): Promise<WorkerRequests[K]['result']> {
+async function runWritingJob<K extends 'prune' | 'quantize' | 'pruneTfjs' | 'quantizeTfjs'>(ctx: CommandContext, method: K, params: WorkerRequests[K]['params'], title: string): Promise<WorkerRequests[K]['result']> {
   const result = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, (progress, token) => {
     let last = 0;
     return ctx.engine.job(method, params, token, (fraction, message) => {
@@ -335,13 +339,10 @@ function isQuantizeOptions(v: unknown): v is QuickQuantizeOptions {
  * loudly when the preflight found it no faster than the original. Returns the result (undefined when
  * dismissed or cancelled). The source is only read.
  */
-async function quantize(ctx: CommandContext, uri: vscode.Uri | undefined, options?: QuickQuantizeOptions): Promise<QuantizeResult | undefined> {
+async function quantize(ctx: CommandContext, uri: vscode.Uri | undefined, options?: QuickQuantizeOptions): Promise<QuantizeResult | TfjsQuantizeResult | undefined> {
   const model = await modelToRun('whittle.quantize', uri, 'the model to quantize');
   if (!model) return undefined;
-  if (!/\.onnx$/i.test(model.fsPath)) {
-    void vscode.window.showInformationMessage(`Whittle: quantizing TensorFlow.js models is not available yet in version ${version}; ONNX models can be quantized today.`);
-    return undefined;
-  }
+  if (isTfjsFile(model)) return quantizeTfjs(ctx, model, options);
   const choice = options ?? (await pickQuantizeChoice(path.basename(model.fsPath)));
   if (!choice) return undefined;
   const data = choice.data ?? (await pickData(choice.mode === 'static' ? 'calibration and evaluation' : 'evaluation'));
@@ -369,6 +370,59 @@ async function quantize(ctx: CommandContext, uri: vscode.Uri | undefined, option
       return undefined;
     }
     throw err;
+  }
+}
+
+/**
+ * Quantize… on a TF.js model: the stored forms TF.js loaders understand (uint8 or uint16 affine, float16, or a
+ * per-layer uint8/float16 mix chosen on the data), written as model.json + shards beside the source.
+ */
+async function quantizeTfjs(ctx: CommandContext, model: vscode.Uri, options?: QuickQuantizeOptions): Promise<TfjsQuantizeResult | undefined> {
+  const fromOptions = options ? ({ 'weight-only': options.bits === 4 ? undefined : 'uint8', fp16: 'float16' } as Record<string, 'uint8' | 'float16' | undefined>)[options.mode] : undefined;
+  if (options && !fromOptions) {
+    void vscode.window.showInformationMessage(`Whittle: TensorFlow.js models take weight-only uint8/uint16, float16 or a mix in version ${version}; --mode ${options.mode} is ONNX-only.`);
+    return undefined;
+  }
+  const dtype =
+    fromOptions ??
+    (
+      await vscode.window.showQuickPick(
+        [
+          { label: 'uint8 (affine, per tensor)', detail: 'TF.js\'s own 8-bit form: 4x smaller shards', value: 'uint8' as const },
+          { label: 'uint16 (affine, per tensor)', detail: '2x smaller, nearly lossless', value: 'uint16' as const },
+          { label: 'float16', detail: '2x smaller', value: 'float16' as const },
+          { label: 'Mix: uint8, sensitive layers float16', detail: 'chosen by measuring each layer\'s uint8 cost on the data', value: 'mix' as const },
+        ],
+        { title: `Whittle: quantize ${path.basename(path.dirname(model.fsPath))}/${path.basename(model.fsPath)}`, placeHolder: 'how the weights are stored' },
+      )
+    )?.value;
+  if (!dtype) return undefined;
+  const data = options?.data ?? (await pickData('evaluation'));
+  if (!data) return undefined;
+  const limit = options?.limit ?? vscode.workspace.getConfiguration('whittle').get<number>('calibration.maxSamples', 256);
+  try {
+    const result = await runWritingJob(ctx, 'quantizeTfjs', { model: model.fsPath, dtype, data, limit, ...(options?.maxDrop !== undefined ? { maxDrop: options.maxDrop } : {}) }, `Whittle: quantizing ${path.basename(model.fsPath)} (${dtype})`);
+    const m = result.metrics;
+    const quality = m.accuracy ? `accuracy ${(m.accuracy.after * 100).toFixed(2)}%` : m.top1Agreement !== undefined ? `top-1 agreement ${(m.top1Agreement * 100).toFixed(1)}%` : `cosine ${m.cosine}`;
+    void vscode.window.showInformationMessage(`Whittle: quantized (${dtype}): ${(result.sizeBytes.after / result.sizeBytes.before).toFixed(2)}x the size, ${quality}. Saved to ${result.output}`);
+    return result;
+  } catch (err) {
+    if (err instanceof CancelledError) {
+      void vscode.window.showInformationMessage('Whittle: quantization cancelled; no output was left behind.');
+      return undefined;
+    }
+    throw err;
+  }
+}
+
+/** True for a TF.js model.json (by name, then by the keys TF.js writes), the way the Models tree finds them. */
+function isTfjsFile(uri: vscode.Uri): boolean {
+  if (!/\.json$/i.test(uri.fsPath)) return false;
+  try {
+    const head = fs.readFileSync(uri.fsPath, { encoding: 'utf8', flag: 'r' }).slice(0, 65536);
+    return /"(modelTopology|weightsManifest)"/.test(head);
+  } catch {
+    return false;
   }
 }
 

@@ -153,6 +153,20 @@ function makeBigModel(dir: string): void {
   writeFileAtomic(path.join(dir, bigModelName), encodeModel(model(g, 17)));
 }
 
+/** The TF.js fixture: the shared LeNet (layers model, 61,706 params) as `tfjs-lenet/model.json`, when ../shared has it. */
+const tfjsDir = 'tfjs-lenet';
+let hasTfjs = false;
+function makeTfjsModel(dir: string): boolean {
+  const shared = process.env.WHITTLE_SHARED_DATA ?? path.resolve(__dirname, '..', '..', '..', 'shared', 'data');
+  const src = path.join(shared, 'models', 'tfjs-tensorspace-lenet-mnist');
+  if (!fs.existsSync(path.join(src, 'mnist.json'))) return false;
+  fs.mkdirSync(path.join(dir, tfjsDir), { recursive: true });
+  // The manifest names its shard by a relative path, so the shard keeps its name beside the renamed model.json.
+  fs.copyFileSync(path.join(src, 'mnist.json'), path.join(dir, tfjsDir, 'model.json'));
+  fs.copyFileSync(path.join(src, 'mnist.weights.bin'), path.join(dir, tfjsDir, 'mnist.weights.bin'));
+  return true;
+}
+
 /** Polls every frame of the page for one that holds `selector` (webviews nest iframes, and several may be open). */
 async function frameWith(page: Page, selector: string, timeoutMs: number): Promise<Frame> {
   const deadline = Date.now() + timeoutMs;
@@ -523,6 +537,41 @@ async function uiTest(install: CodeServerInstall, workspace: string): Promise<vo
     await compare.scrollIntoViewIfNeeded();
     await shot(page, 'prune-before-after-histogram');
   }), false);
+
+  await steps.step('Explorer ▸ a TF.js model.json ▸ Whittle ▸ Inspect Model shows its layer table and a histogram', shotOnFail(page, 'tfjs-failed', async () => {
+    if (!hasTfjs) {
+      steps.log('skipped: ../shared/data has no TF.js LeNet (set WHITTLE_SHARED_DATA)');
+      return;
+    }
+    const folder = page.getByRole('treeitem', { name: new RegExp(`^${tfjsDir}`) }).and(page.locator('[aria-level="1"]')).first();
+    if (!(await folder.isVisible())) await page.locator('.activitybar .action-item a[aria-label^="Explorer"]').first().click();
+    await expectShown(folder, `${tfjsDir} in the Explorer`);
+    if ((await folder.getAttribute('aria-expanded')) !== 'true') await folder.click();
+    const item = page.getByRole('treeitem', { name: /^model\.json/ }).and(page.locator('[aria-level="2"]')).first();
+    await expectShown(item, 'model.json in the Explorer');
+    const whittle = page.locator('.context-view .monaco-menu .action-label', { hasText: /^Whittle$/ });
+    await openUntil(page, () => item.click({ button: 'right' }), whittle);
+    await whittle.hover();
+    const entry = page.locator('.context-view .monaco-menu .action-label', { hasText: /^Inspect Model$/ });
+    await entry.waitFor({ timeout: 10_000 });
+    await entry.hover();
+    await entry.click();
+    const frame = await frameWith(page, '#model-file:has-text("model.json")', 60_000);
+    await frame.locator('#params').waitFor({ timeout: 60_000 });
+    const params = (await frame.locator('#params').textContent())?.trim();
+    check(params === '61,706', `the TF.js LeNet shows '${params}' parameters, expected 61,706`);
+    const rows = frame.locator('#layers tbody tr.layer');
+    check((await rows.count()) >= 4, `the layer table lists ${await rows.count()} layers`);
+    const conv = frame.locator('#layers tbody tr.layer', { hasText: 'Conv2D' }).first();
+    await conv.click();
+    await frame.locator('svg.histogram rect.bar').first().waitFor({ timeout: 30_000 });
+    check((await frame.locator('svg.histogram rect.bar').count()) > 0, 'the TF.js layer histogram has no bars');
+    await expectShown(frame.locator('canvas.heatmap-canvas[data-drawn]'), 'the TF.js layer heatmap');
+    steps.log(`TF.js LeNet: ${params} parameters, ${await rows.count()} layers; ${(await conv.getAttribute('data-layer')) ?? '?'} histogram drawn`);
+    await shot(page, 'tfjs-inspector');
+    await frame.locator('#layer-detail').evaluate((el) => el.scrollIntoView({ block: 'start' }));
+    await shot(page, 'tfjs-inspector-layer');
+  }), false);
 }
 
 async function integrationTests(install: CodeServerInstall, workspace: string): Promise<void> {
@@ -596,6 +645,7 @@ async function main(): Promise<number> {
     const uiWorkspace = path.join(root, 'ui-workspace');
     makeSampleWorkspace(uiWorkspace);
     makeBigModel(uiWorkspace);
+    hasTfjs = makeTfjsModel(uiWorkspace);
     await uiTest(install, uiWorkspace).catch(async (err) => {
       steps.log(`UI test stopped: ${err instanceof Error ? err.message.split('\n')[0] : err}`);
     });

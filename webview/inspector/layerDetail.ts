@@ -33,6 +33,8 @@ let current: { heatmap?: Heatmap; layer: string } | undefined;
 
 /** The weight seen as a matrix: output channels by everything else (MatMul weights are [in, out]). */
 export function matrixDims(layer: LayerInfo): { rows: number; cols: number } {
+  // The engine says how it tiles the weight (its output axis, MatMulNBits' [K, N]); older summaries lack it.
+  if (layer.matrix) return layer.matrix;
   const shape = layer.weights[0]?.shape ?? [1];
   const total = shape.reduce((a, b) => a * b, 1);
   const axis = layer.op === 'MatMul' && shape.length >= 2 ? shape.length - 1 : layer.op === 'ConvTranspose' ? 1 : 0;

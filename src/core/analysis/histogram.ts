@@ -1,5 +1,6 @@
 import { InputError } from '../errors';
-import type { OnnxModel } from '../formats/onnx/model';
+import { OnnxModel } from '../formats/onnx/model';
+import type { InspectableModel } from '../model/inspectable';
 import type { Layer } from '../model/layers';
 import { TensorRef } from '../model/tensorRef';
 import type { LayerHistogram } from '../../protocol/analysis';
@@ -61,7 +62,7 @@ export function dequantizedWeight(model: OnnxModel, layer: Layer): { ref: Tensor
  * axis. A quantized layer's main weight comes back dequantized (`format` says how it is stored), so the
  * Inspector's histograms and value tiles show real values; the passes read `model.layers()` and are unaffected.
  */
-export function resolveTensor(model: OnnxModel, layerName: string, tensor?: string): { layer?: Layer; ref: TensorRef; axis: number; format?: string } {
+export function resolveTensor(model: InspectableModel, layerName: string, tensor?: string): { layer?: Layer; ref: TensorRef; axis: number; format?: string } {
   const layer = model.layers().find((l) => l.name === layerName);
   if (layer) {
     if (!tensor || tensor === layer.weight.name || tensor === 'weight') return mainWeight(model, layer);
@@ -78,8 +79,9 @@ export function resolveTensor(model: OnnxModel, layerName: string, tensor?: stri
 }
 
 /** A layer's main weight as resolveTensor gives it: dequantized when stored quantized. */
-function mainWeight(model: OnnxModel, layer: Layer): { layer: Layer; ref: TensorRef; axis: number; format?: string } {
-  if (!isQuantizedLayer(layer)) return { layer, ref: layer.weight, axis: layer.outputAxis };
+function mainWeight(model: InspectableModel, layer: Layer): { layer: Layer; ref: TensorRef; axis: number; format?: string } {
+  // Only ONNX stores weights behind DequantizeLinear or MatMulNBits; TF.js weights are dequantized on read.
+  if (!(model instanceof OnnxModel) || !isQuantizedLayer(layer)) return { layer, ref: layer.weight, axis: layer.outputAxis };
   const d = dequantizedWeight(model, layer);
   return { layer, ref: d.ref, axis: d.axis, format: d.format };
 }
@@ -91,7 +93,7 @@ function mainWeight(model: OnnxModel, layer: Layer): { layer: Layer; ref: Tensor
  * counts and the percentiles, and sums
  * squared deviations from the mean for a numerically sound std. NaN and ±Infinity are left out of every figure.
  */
-export function layerHistogram(model: OnnxModel, layer: string, tensor?: string, bins = 64, range?: [number, number]): LayerHistogram {
+export function layerHistogram(model: InspectableModel, layer: string, tensor?: string, bins = 64, range?: [number, number]): LayerHistogram {
   if (!Number.isInteger(bins) || bins < 1 || bins > 1 << 16) throw new InputError(undefined, `bins must be a whole number from 1 to 65536, not ${bins}`);
   const { layer: owner, ref, axis, format } = resolveTensor(model, layer, tensor);
   if (!ref.numeric) throw new InputError(model.file, `tensor '${ref.name}' has element type ${ref.dtypeName}, which has no histogram`);

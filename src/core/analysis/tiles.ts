@@ -1,5 +1,6 @@
 import { InputError } from '../errors';
-import type { OnnxModel } from '../formats/onnx/model';
+import { OnnxModel } from '../formats/onnx/model';
+import type { InspectableModel } from '../model/inspectable';
 import type { TensorRef } from '../model/tensorRef';
 import type { TensorTile, TileMode } from '../../protocol/analysis';
 import { channelLayout, resolveTensor } from './histogram';
@@ -37,9 +38,10 @@ function valuesOf(ref: TensorRef): { values: Float32Array; min: number; max: num
  * `mode` 'mask' each value is the fraction of nonzero (kept) weights in its block, and the range is [0, 1];
  * with 'error' (`tensor` a layer name) each value is the mean of dequantized - source weight in its block.
  */
-export function tensorTile(model: OnnxModel, tensor: string, row: number, col: number, rows: number, cols: number, stride = 1, mode: TileMode = 'values', source?: OnnxModel): TensorTile {
+export function tensorTile(model: InspectableModel, tensor: string, row: number, col: number, rows: number, cols: number, stride = 1, mode: TileMode = 'values', source?: OnnxModel): TensorTile {
   if (mode === 'error') {
     if (!source) throw new InputError(model.file, 'a quantization-error tile needs the source model to compare with');
+    if (!(model instanceof OnnxModel)) throw new InputError(model.file, 'quantization-error tiles are for ONNX models');
     const e = cachedQuantError(model, source, tensor);
     return tileOf(e.error, e.axis, row, col, rows, cols, stride, mode);
   }

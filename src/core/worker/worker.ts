@@ -30,9 +30,9 @@ const handlers: Handlers<WorkerRequests> = {
   pruneTfjs: (params, signal) => runPruneTfjs(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   quantizeTfjs: (params, signal) => runQuantizeTfjs(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   layerHistogram: ({ file, layer, tensor, bins, range }) => layerHistogram(models.get(file), layer, tensor, bins, range),
-  tensorTile: ({ file, tensor, row, col, rows, cols, stride, mode, source }) => tensorTile(models.get(file), tensor, row, col, rows, cols, stride, mode, source ? models.get(source) : undefined),
+  tensorTile: ({ file, tensor, row, col, rows, cols, stride, mode, source }) => tensorTile(models.get(file), tensor, row, col, rows, cols, stride, mode, source ? models.onnx(source) : undefined),
   quantError: ({ file, source, layer }) => {
-    const { error: _values, axis: _axis, ...summary } = cachedQuantError(models.get(file), models.get(source), layer);
+    const { error: _values, axis: _axis, ...summary } = cachedQuantError(models.onnx(file), models.onnx(source), layer);
     return summary;
   },
   analyze: (params, signal) =>
