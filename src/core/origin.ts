@@ -17,17 +17,19 @@ export function readOrigin(modelFile: string): ModelOrigin | undefined {
     }
   };
   const report = json('report.json');
-  const recipe = json('recipe.whittle.json') as { source?: { file?: string }; steps?: Array<{ pass?: string }> } | undefined;
-  const source = recipe?.source?.file;
-  if (!report || !source || typeof report.output !== 'string' || path.resolve(report.output) !== path.resolve(modelFile) || !fs.existsSync(source)) return undefined;
-  const pass = recipe.steps?.[0]?.pass ?? 'unknown';
+  // Two recipe shapes are written today: the ONNX passes' {source: {file}, steps} and the TF.js passes'
+  // {model (relative to the recipe), passes} (DESIGN.md section 7's run recipe).
+  const recipe = json('recipe.whittle.json') as { source?: { file?: string }; steps?: Array<{ pass?: string }>; model?: string; passes?: Array<{ pass?: string }> } | undefined;
+  const source = recipe?.source?.file ?? (typeof recipe?.model === 'string' ? path.resolve(dir, recipe.model) : undefined);
+  if (!report || !recipe || !source || typeof report.output !== 'string' || path.resolve(report.output) !== path.resolve(modelFile) || !fs.existsSync(source)) return undefined;
+  const pass = recipe.steps?.[0]?.pass ?? recipe.passes?.[0]?.pass ?? 'unknown';
   const pct = (x: unknown) => (typeof x === 'number' ? `${(x * 100).toFixed(1)}%` : '?');
   const groups = (report.structured as { groups?: Array<{ channels?: number; kept?: number }> } | undefined)?.groups;
   const channels = groups?.reduce((a, g) => a + (g.channels ?? 0), 0) ?? 0;
   const kept = groups?.reduce((a, g) => a + (g.kept ?? 0), 0) ?? 0;
   const summary =
     pass === 'quantize'
-      ? `quantized (${String(report.mode)})`
+      ? `quantized (${String(report.mode ?? report.dtype)})`
       : pass === 'prune' && groups
         ? `structured: removed ${channels - kept} of ${channels} channels in ${groups.length} group${groups.length === 1 ? '' : 's'}`
         : pass === 'prune'

@@ -10,7 +10,9 @@ import { readOrigin, removedChannels } from '../../src/core/origin';
 import { runQuantize } from '../../src/core/passes/quantize/run';
 import { runPrune } from '../../src/core/passes/run';
 import { buildSampleModel } from '../../src/core/samples/sampleModel';
-import { tempDir } from './helpers/paths';
+import { noSharedData, sharedData, tempDir } from './helpers/paths';
+import { runQuantizeTfjs } from '../../src/core/passes/quantize/tfjs';
+import { TfjsModel } from '../../src/core/formats/tfjs/read';
 
 /**
  * What the Inspector's before/after views read from a run folder: quantized layers' weights as real
@@ -123,5 +125,24 @@ describe('Inspector origin: structured pruning', () => {
     const legacy = removedChannels(report);
     assert.deepEqual(legacy['/conv1/Conv'], removed['/conv1/Conv']);
     assert.deepEqual(legacy['/conv2/Conv'], removed['/conv2/Conv']);
+  });
+});
+
+describe('Inspector origin: TF.js runs', { skip: noSharedData }, () => {
+  test('a quantized TF.js model.json finds its source through the TF.js recipe, and its histogram is comparable', async () => {
+    const out = path.join(tempDir('whittle-origin-tfjs-'), 'q');
+    const source = path.join(sharedData!, 'models/tfjs-tensorspace-lenet-mnist/mnist.json');
+    const r = await runQuantizeTfjs({ model: source, dtype: 'uint8', out });
+    const origin = readOrigin(r.output);
+    assert.equal(origin?.source, source);
+    assert.equal(origin?.pass, 'quantize');
+    assert.equal(origin?.summary, 'quantized (uint8)');
+    // The Inspector's before/after histogram reads both models by content, on shared bins.
+    const [a, b] = [TfjsModel.open(source), TfjsModel.open(r.output)];
+    const before = layerHistogram(a, 'conv2d_Conv2D1', undefined, 32);
+    const after = layerHistogram(b, 'conv2d_Conv2D1', undefined, 32, [before.min, before.max]);
+    assert.equal(after.edges[0], before.min);
+    assert.equal(after.counts.reduce((x, y) => x + y, 0), before.counts.reduce((x, y) => x + y, 0));
+    assert.notDeepEqual(after.counts, before.counts, 'uint8 rounding moves some values between bins');
   });
 });
