@@ -130,17 +130,7 @@ export async function evaluate(p: EvalParams, signal?: AbortSignal, progress: Pr
       data: dataset.description,
       warnings,
     };
-    if (ref) {
-      const figures = compare.result();
-      result.outputs = Object.fromEntries(
-        Object.entries(figures).map(([name, f]) => [name, { cosine: jsonNumber(f.cosine), sqnrDb: jsonNumber(f.sqnrDb), maxAbs: jsonNumber(f.maxAbs), meanAbs: jsonNumber(f.meanAbs), nonFinite: f.nonFinite }]),
-      );
-      const first = result.outputs[firstOutput];
-      if (first) {
-        result.cosine = first.cosine;
-        result.sqnrDb = first.sqnrDb;
-      }
-    }
+    if (ref) Object.assign(result, comparisonFigures(compare, firstOutput));
     return result;
   } finally {
     for (const s of sessions) await s.release().catch(() => {});
@@ -149,8 +139,20 @@ export async function evaluate(p: EvalParams, signal?: AbortSignal, progress: Pr
   }
 }
 
+/**
+ * Per-output figures against the reference (JSON-safe numbers), with the scored output's cosine and SQNR
+ * lifted to the top level as `whittle eval` reports them.
+ */
+export function comparisonFigures(compare: OutputComparison, scored: string): Pick<EvalResult, 'outputs' | 'cosine' | 'sqnrDb'> {
+  const outputs = Object.fromEntries(
+    Object.entries(compare.result()).map(([name, f]) => [name, { cosine: jsonNumber(f.cosine), sqnrDb: jsonNumber(f.sqnrDb), maxAbs: jsonNumber(f.maxAbs), meanAbs: jsonNumber(f.meanAbs), nonFinite: f.nonFinite }]),
+  );
+  const first = outputs[scored];
+  return { outputs, ...(first ? { cosine: first.cosine, sqnrDb: first.sqnrDb } : {}) };
+}
+
 /** Milliseconds to the microsecond. */
-function round(ms: number): number {
+export function round(ms: number): number {
   return Math.round(ms * 1000) / 1000;
 }
 
@@ -167,7 +169,7 @@ function checkSameInterface(a: ModelSession, b: ModelSession, p: EvalParams): vo
 }
 
 /** The first sample of a batch, keeping the batch axis (for latency at batch 1). */
-function sliceFirst(t: Batch['inputs'][string], batched: boolean): Batch['inputs'][string] {
+export function sliceFirst(t: Batch['inputs'][string], batched = true): Batch['inputs'][string] {
   const n = t.shape[0];
   if (!batched || !n || n === 1) return t;
   const per = t.data.length / n;

@@ -1,11 +1,11 @@
-import { ClassificationMetrics, isClassifierOutput, jsonNumber, latencyStats, OutputComparison } from '../analysis/metrics';
+import { ClassificationMetrics, isClassifierOutput, latencyStats, OutputComparison } from '../analysis/metrics';
 import { openDataset } from '../data';
 import type { Batch } from '../data/types';
 import { CancelledError } from '../../protocol/rpc';
 import { InputError } from '../errors';
 import { detectFormat } from '../formats/detect';
 import { TfjsModel } from '../formats/tfjs/read';
-import type { EvalParams, EvalResult, Progress } from './evaluate';
+import { comparisonFigures, round, sliceFirst, type EvalParams, type EvalResult, type Progress } from './evaluate';
 import { loadTfjs, type TfjsRunner } from './tfjs';
 
 /**
@@ -71,7 +71,7 @@ export async function runTfjs(
   if (!classifier && dataset.hasLabels) warnings.push(`output '${scoredName}' does not look like class scores, so labels were not used for accuracy`);
 
   progress(undefined, 'measuring latency');
-  const one = main.inputs.map((name, i) => first(firstBatch!.inputs[name] ?? Object.values(firstBatch!.inputs)[i]));
+  const one = main.inputs.map((name, i) => sliceFirst(firstBatch!.inputs[name] ?? Object.values(firstBatch!.inputs)[i]));
   for (let i = 0; i < 3; i++) await main.run(one);
   const times: number[] = [];
   const deadline = performance.now() + 3000;
@@ -98,28 +98,8 @@ export async function runTfjs(
     warnings,
     output: scoredName,
   };
-  if (ref) {
-    const figures = compare.result();
-    result.outputs = Object.fromEntries(
-      Object.entries(figures).map(([name, f]) => [name, { cosine: jsonNumber(f.cosine), sqnrDb: jsonNumber(f.sqnrDb), maxAbs: jsonNumber(f.maxAbs), meanAbs: jsonNumber(f.meanAbs), nonFinite: f.nonFinite }]),
-    );
-    const f = result.outputs[scoredName];
-    if (f) {
-      result.cosine = f.cosine;
-      result.sqnrDb = f.sqnrDb;
-    }
-  }
+  if (ref) Object.assign(result, comparisonFigures(compare, scoredName));
   return result;
 }
 
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
-}
 
-/** The first sample of a batch, keeping the batch axis. */
-function first(t: Batch['inputs'][string]): Batch['inputs'][string] {
-  const n = t.shape[0];
-  if (!n || n === 1) return t;
-  const per = t.data.length / n;
-  return { ...t, shape: [1, ...t.shape.slice(1)], data: t.data.subarray(0, per) as typeof t.data };
-}
