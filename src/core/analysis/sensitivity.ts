@@ -303,38 +303,15 @@ async function sweepLayers(p: AnalyzeParams, signal?: AbortSignal, onLayer?: (e:
 
     /** Runs the model with `name` fed `values` and compares with the baseline. */
     const measure = async (name: string, shape: number[], values: Float32Array): Promise<SweepPoint> => {
-      const cls = new ClassificationMetrics();
-      let dot = 0;
-      let na = 0;
-      let nb = 0;
-      let identical = true;
+      const score = new VariantScore(classifier, useLabels);
       const weight = new ort.Tensor('float32', values, shape);
       for await (const b of batches()) {
         if (signal?.aborted) throw new CancelledError();
         const got = outputFloats(await run({ ...b.feeds, [name]: weight }));
-        const ref = b.base;
-        if (got.length !== ref.length) throw new Error(`output '${output}' changed size under a weight variant`);
-        for (let i = 0; i < got.length; i++) {
-          const x = got[i];
-          const y = ref[i];
-          if (x !== y) identical = false;
-          dot += x * y;
-          na += x * x;
-          nb += y * y;
-        }
-        if (classifier) cls.add({ data: got, dims: b.dims }, { data: ref, dims: b.dims }, useLabels ? b.labels : undefined);
+        if (got.length !== b.base.length) throw new Error(`output '${output}' changed size under a weight variant`);
+        score.add(got, b.base, b.dims, b.labels);
       }
-      // Bitwise-identical outputs are exactly the baseline: no rounding noise in the figures.
-      const cosine = identical ? 1 : na === 0 || nb === 0 ? (na === nb ? 1 : 0) : dot / Math.sqrt(na * nb);
-      const c = cls.result();
-      const point: SweepPoint = { metric: 0, cosine };
-      if (classifier) {
-        point.top1Agreement = identical ? 1 : c.top1Agreement;
-        point.kl = identical ? 0 : c.kl;
-      }
-      if (useLabels) point.accuracy = c.accuracy;
-      point.metric = useLabels ? baseAccuracy! - c.accuracy! : classifier ? 1 - point.top1Agreement! : 1 - cosine;
-      return point;
+      return score.point(baseAccuracy);
     };
     const unchanged = (): SweepPoint => ({
       metric: 0,
@@ -430,4 +407,48 @@ function checkLevels(levels: number[], name: string, ok: (x: number) => boolean)
   const bad = levels.find((x) => !Number.isFinite(x) || !ok(x));
   if (bad !== undefined) throw new InputError(undefined, `--${name} has an invalid level ${bad}`);
   return levels;
+}
+
+/**
+ * One weight variant's outputs against the baseline's, accumulated batch by batch, as a sweep point: cosine
+ * always; top-1 agreement and KL for class scores; the accuracy drop when labels are used. Bitwise-identical
+ * outputs are exactly the baseline, with no rounding noise in the figures.
+ */
+export class VariantScore {
+  private readonly cls = new ClassificationMetrics();
+  private dot = 0;
+  private na = 0;
+  private nb = 0;
+  private identical = true;
+
+  constructor(
+    private readonly classifier: boolean,
+    private readonly useLabels: boolean,
+  ) {}
+
+  add(got: Float32Array, ref: Float32Array, dims: readonly number[], labels?: Parameters<ClassificationMetrics['add']>[2]): void {
+    for (let i = 0; i < got.length; i++) {
+      const x = got[i];
+      const y = ref[i];
+      if (x !== y) this.identical = false;
+      this.dot += x * y;
+      this.na += x * x;
+      this.nb += y * y;
+    }
+    if (this.classifier) this.cls.add({ data: got, dims }, { data: ref, dims }, this.useLabels ? labels : undefined);
+  }
+
+  point(baseAccuracy?: number): SweepPoint {
+    const { dot, na, nb, identical } = this;
+    const cosine = identical ? 1 : na === 0 || nb === 0 ? (na === nb ? 1 : 0) : dot / Math.sqrt(na * nb);
+    const c = this.cls.result();
+    const point: SweepPoint = { metric: 0, cosine };
+    if (this.classifier) {
+      point.top1Agreement = identical ? 1 : c.top1Agreement;
+      point.kl = identical ? 0 : c.kl;
+    }
+    if (this.useLabels) point.accuracy = c.accuracy;
+    point.metric = this.useLabels ? baseAccuracy! - c.accuracy! : this.classifier ? 1 - point.top1Agreement! : 1 - cosine;
+    return point;
+  }
 }

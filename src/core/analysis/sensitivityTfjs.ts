@@ -1,5 +1,5 @@
 import { ClassificationMetrics, isClassifierOutput } from './metrics';
-import { fakeQuantize, magnitudePrune, sortedMagnitudes } from './sensitivity';
+import { fakeQuantize, magnitudePrune, sortedMagnitudes, VariantScore } from './sensitivity';
 import { openDataset, type HostTensor } from '../data';
 import { InputError } from '../errors';
 import { TfjsModel } from '../formats/tfjs/read';
@@ -72,35 +72,12 @@ export async function sweepLayersTfjs(
       const enc = encodeTfjs(model, { values: new Map([[name, values]]) });
       const r = await loadTfjs(model, { output: p.output, override: { weightSpecs: enc.specs, weightData: enc.data.slice().buffer } });
       try {
-        const cls = new ClassificationMetrics();
-        let dot = 0;
-        let na = 0;
-        let nb = 0;
-        let identical = true;
+        const score = new VariantScore(classifier, useLabels);
         for (const b of cached) {
           if (signal?.aborted) throw new CancelledError();
-          const got = (await r.run(b.feeds))[r.scored].data;
-          const ref = b.base;
-          for (let i = 0; i < got.length; i++) {
-            const x = got[i];
-            const y = ref[i];
-            if (x !== y) identical = false;
-            dot += x * y;
-            na += x * x;
-            nb += y * y;
-          }
-          if (classifier) cls.add({ data: got, dims: b.dims }, { data: ref, dims: b.dims }, useLabels ? b.labels : undefined);
+          score.add((await r.run(b.feeds))[r.scored].data, b.base, b.dims, b.labels);
         }
-        const cosine = identical ? 1 : na === 0 || nb === 0 ? (na === nb ? 1 : 0) : dot / Math.sqrt(na * nb);
-        const c = cls.result();
-        const point: SweepPoint = { metric: 0, cosine };
-        if (classifier) {
-          point.top1Agreement = identical ? 1 : c.top1Agreement;
-          point.kl = identical ? 0 : c.kl;
-        }
-        if (useLabels) point.accuracy = c.accuracy;
-        point.metric = useLabels ? baseAccuracy! - c.accuracy! : classifier ? 1 - point.top1Agreement! : 1 - cosine;
-        return point;
+        return score.point(baseAccuracy);
       } finally {
         r.dispose();
       }
