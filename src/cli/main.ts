@@ -227,22 +227,42 @@ function pruneTfjs(model: string, flags: ParsedArgs['flags']) {
   });
 }
 
+/** What every model-writing command's result has for the before/after table (DESIGN.md section 7). */
+interface WritingResult {
+  sizeBytes: { before: number; after: number; gzip: number; gzipBefore: number };
+  params?: { before: number; after: number };
+  metrics: { accuracy?: { before: number; after: number }; top1Agreement?: number; cosine?: number | string | null };
+  latencyMs: { before: number; after: number };
+}
+
+const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+const tableRow = (label: string, a: string, b: string) => `  ${label.padEnd(26)}${a.padStart(14)}${b.padStart(14)}`;
+
+/**
+ * The before/after rows shared by prune and quantize, ONNX and TF.js: file and gzip bytes, parameters
+ * (`paramsLabel`, when given), accuracy, latency and agreement with the original.
+ */
+function beforeAfter(r: WritingResult, labels: { bytes: string; gzip: string; params?: string }, afterGzip: string[] = []): string[] {
+  const m = r.metrics;
+  return [
+    tableRow('', 'before', 'after'),
+    tableRow(labels.bytes, formatCount(r.sizeBytes.before), formatCount(r.sizeBytes.after)),
+    tableRow(labels.gzip, formatCount(r.sizeBytes.gzipBefore), formatCount(r.sizeBytes.gzip)),
+    ...afterGzip,
+    ...(labels.params && r.params ? [tableRow(labels.params, formatCount(r.params.before), formatCount(r.params.after))] : []),
+    ...(m.accuracy ? [tableRow('accuracy', pct(m.accuracy.before), pct(m.accuracy.after))] : []),
+    tableRow('latency median (ms)', r.latencyMs.before.toFixed(3), r.latencyMs.after.toFixed(3)),
+    m.top1Agreement !== undefined ? `  top-1 agreement with the original ${pct(m.top1Agreement)}, cosine ${m.cosine}` : '',
+  ];
+}
+
 /** A before/after table of a TF.js prune run, then the per-layer sparsities. */
 function formatPruneTfjs(r: TfjsPruneResult): string {
-  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
-  const row = (label: string, a: string, b: string) => `  ${label.padEnd(26)}${a.padStart(14)}${b.padStart(14)}`;
-  const m = r.metrics;
   const width = Math.max(5, ...r.layers.map((l) => l.layer.length));
   return [
     `${r.output}`,
     `  overall sparsity ${pct(r.sparsity)} of the pruned layers; ${r.shards.length} shard(s); data ${r.data ?? 'none'}; ${r.ep}`,
-    row('', 'before', 'after'),
-    row('bytes (json + shards)', formatCount(r.sizeBytes.before), formatCount(r.sizeBytes.after)),
-    row('gzip -9 bytes (shards)', formatCount(r.sizeBytes.gzipBefore), formatCount(r.sizeBytes.gzip)),
-    row('params (zeros excluded)', formatCount(r.params.before), formatCount(r.params.after)),
-    ...(m.accuracy ? [row('accuracy', pct(m.accuracy.before), pct(m.accuracy.after))] : []),
-    row('latency median (ms)', r.latencyMs.before.toFixed(3), r.latencyMs.after.toFixed(3)),
-    m.top1Agreement !== undefined ? `  top-1 agreement with the original ${pct(m.top1Agreement)}, cosine ${m.cosine}` : '',
+    ...beforeAfter(r, { bytes: 'bytes (json + shards)', gzip: 'gzip -9 bytes (shards)', params: 'params (zeros excluded)' }),
     '  layers:',
     ...r.layers.map((l) => `    ${l.layer.padEnd(width)}  ${l.op.padEnd(8)} ${pct(l.sparsity).padStart(8)}  (${formatCount(l.zeros)} of ${formatCount(l.params)})`),
     ...r.warnings.map((w) => `  warning: ${w}`),
@@ -277,19 +297,11 @@ function quantizeTfjs(model: string, flags: ParsedArgs['flags']) {
 
 /** A short before/after table of a TF.js quantize run, then the per-layer forms and their errors. */
 function formatQuantizeTfjs(r: TfjsQuantizeResult): string {
-  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
-  const row = (label: string, a: string, b: string) => `  ${label.padEnd(26)}${a.padStart(14)}${b.padStart(14)}`;
-  const m = r.metrics;
   const width = Math.max(5, ...r.layers.map((l) => l.layer.length));
   return [
     `${r.output}`,
     `  tfjs ${r.dtype}; ${r.shards.length} shard(s): ${r.shards.map((s) => `${path.basename(s.file)} ${formatCount(s.bytes)} B`).join(', ')}; data ${r.data ?? 'none'}; ${r.ep}; scored output ${r.scoredOutput}`,
-    row('', 'before', 'after'),
-    row('bytes (json + shards)', formatCount(r.sizeBytes.before), formatCount(r.sizeBytes.after)),
-    row('gzip -9 bytes (shards)', formatCount(r.sizeBytes.gzipBefore), formatCount(r.sizeBytes.gzip)),
-    ...(m.accuracy ? [row('accuracy', pct(m.accuracy.before), pct(m.accuracy.after))] : []),
-    row('latency median (ms)', r.latencyMs.before.toFixed(3), r.latencyMs.after.toFixed(3)),
-    m.top1Agreement !== undefined ? `  top-1 agreement with the original ${pct(m.top1Agreement)}, cosine ${m.cosine}` : '',
+    ...beforeAfter(r, { bytes: 'bytes (json + shards)', gzip: 'gzip -9 bytes (shards)' }),
     r.mix ? `  mix (max drop ${r.mix.maxDropPt} pt on ${r.mix.chosenOn}): ${r.mix.reached ? 'reached' : 'NOT reached'}; ${r.mix.tries.map((t) => `${t.float16.length} float16 -> ${t.dropPt} pt`).join(', ')}` : '',
     '  layers:                          stored    bytes   SQNR dB  (uint8 / float16 SQNR; uint8 alone: drop)',
     ...r.layers.map((l) => `    ${l.layer.padEnd(width)}  ${l.op.padEnd(8)} ${l.encoding.padEnd(8)} ${String(l.bytes).padStart(8)} ${String(l.sqnrDb).padStart(8)}  (${l.candidates.uint8} / ${l.candidates.float16}${l.uint8DropPt !== undefined ? `; ${l.uint8DropPt} pt` : ''})${l.reason ? `  ${l.reason}` : ''}`),
@@ -443,21 +455,11 @@ function formatAnalyze(r: AnalyzeResult): string {
 
 /** A short before/after table of a prune run, then the per-layer sparsities. */
 function formatPrune(r: PruneResult): string {
-  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
-  const row = (label: string, a: string, b: string) => `  ${label.padEnd(26)}${a.padStart(14)}${b.padStart(14)}`;
-  const m = r.metrics;
   const width = Math.max(5, ...r.layers.map((l) => l.layer.length));
   return [
     `${r.output}`,
     `  overall sparsity ${pct(r.sparsity)} of the pruned layers; data ${r.data}; ep ${r.ep}`,
-    row('', 'before', 'after'),
-    row('file bytes (dense)', formatCount(r.sizeBytes.before), formatCount(r.sizeBytes.after)),
-    row('gzip -9 bytes', formatCount(r.sizeBytes.gzipBefore), formatCount(r.sizeBytes.gzip)),
-    row('sparse (CSR) estimate', '', formatCount(r.sizeBytes.sparse)),
-    row('params (zeroed excluded)', formatCount(r.params.before), formatCount(r.params.after)),
-    ...(m.accuracy ? [row('accuracy', pct(m.accuracy.before), pct(m.accuracy.after))] : []),
-    row('latency median (ms)', r.latencyMs.before.toFixed(3), r.latencyMs.after.toFixed(3)),
-    m.top1Agreement !== undefined ? `  top-1 agreement with the original ${pct(m.top1Agreement)}, cosine ${m.cosine}` : '',
+    ...beforeAfter(r, { bytes: 'file bytes (dense)', gzip: 'gzip -9 bytes', params: 'params (zeroed excluded)' }, [tableRow('sparse (CSR) estimate', '', formatCount(r.sizeBytes.sparse))]),
     ...(r.structured ? [`  structured: ${r.structured.groups.length} channel groups pruned, ${r.structured.skipped.length} skipped (see report.md); importance ${r.structured.importance}`] : []),
     r.calibData ? `  calibrated on ${r.calibData}` : '',
     r.budget ? `  --max-drop ${r.budget.maxDropPt} pt: chose ${pct(r.budget.chosen)} after ${r.budget.tries.map((t) => `${pct(t.sparsity)} -> ${t.dropPt} pt`).join(', ')}` : '',
@@ -469,20 +471,14 @@ function formatPrune(r: PruneResult): string {
 
 /** A short before/after table of a quantize run, then the per-layer formats. */
 function formatQuantize(r: QuantizeResult): string {
-  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
-  const row = (label: string, a: string, b: string) => `  ${label.padEnd(26)}${a.padStart(14)}${b.padStart(14)}`;
   const m = r.metrics;
   const width = Math.max(5, ...r.layers.map((l) => l.layer.length));
   return [
     `${r.output}`,
     `  mode ${r.mode}${r.weightBits ? `, ${r.weightBits.bits}-bit weights (${r.weightBits.reason})` : ''}; data ${r.data}; calibration ${r.calibData}; ep ${r.ep}`,
-    row('', 'before', 'after'),
-    row('file bytes', formatCount(r.sizeBytes.before), formatCount(r.sizeBytes.after)),
-    row('gzip -9 bytes', formatCount(r.sizeBytes.gzipBefore), formatCount(r.sizeBytes.gzip)),
-    ...(m.accuracy ? [row('accuracy', pct(m.accuracy.before), pct(m.accuracy.after))] : []),
-    row('latency median (ms)', r.latencyMs.before.toFixed(3), r.latencyMs.after.toFixed(3)),
+    ...beforeAfter(r, { bytes: 'file bytes', gzip: 'gzip -9 bytes' }),
+    m.top1Agreement === undefined && m.cosine !== undefined ? `  cosine ${m.cosine}, SQNR ${m.sqnrDb} dB` : '',
     `  preflight: ${r.preflight.ratio.toFixed(2)}x the original's latency at batch 1 (interleaved, ${r.preflight.runs} runs each)`,
-    m.top1Agreement !== undefined ? `  top-1 agreement with the original ${pct(m.top1Agreement)}, cosine ${m.cosine}` : m.cosine !== undefined ? `  cosine ${m.cosine}, SQNR ${m.sqnrDb} dB` : '',
     ...(r.fallback ? [`  fallback (max drop ${r.fallback.maxDropPt} pt): ${r.fallback.reached ? 'reached' : 'NOT reached'} with ${r.fallback.float.length} layer(s) in float${r.fallback.float.length ? `: ${r.fallback.float.join(', ')}` : ''}`] : []),
     '  layers:',
     ...r.layers.map((l) => `    ${l.layer.padEnd(width)}  ${l.op.padEnd(7)} ${l.format.padEnd(11)} ${l.bits ? `${l.bits}-bit` : ''} ${l.granularity ?? ''}${l.sqnrDb !== undefined ? `  ${Number.isFinite(l.sqnrDb) ? l.sqnrDb.toFixed(1) : 'exact'} dB` : ''}${l.reason ? `  (${l.reason})` : ''}`),
