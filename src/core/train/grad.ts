@@ -74,6 +74,8 @@ export interface GradCtx {
   ints(values: number[]): string;
   /** Sums `g` (shaped like `outName`) down to the shape of `inName` under numpy broadcasting. */
   unbroadcast(g: string, outName: string, inName: string): string;
+  /** The values of an int64 initializer input (axes, split sizes), if it is one. */
+  constInts(name: string): number[] | undefined;
   /** Attribute value helpers. */
   int(name: string, dflt: number): number;
   ints_(name: string): number[] | undefined;
@@ -135,6 +137,86 @@ export const gradRules: Record<string, GradRule> = {
   Conv: convRule,
   MaxPool: maxPoolRule,
   AveragePool: averagePoolRule,
+  Neg: unary((c, _x, _y, dy) => c.emit('Neg', [dy])),
+  Exp: unary((c, _x, y, dy) => c.emit('Mul', [dy, y])),
+  Log: unary((c, x, _y, dy) => c.emit('Div', [dy, x])),
+  Sqrt: unary((c, _x, y, dy) => c.emit('Div', [dy, c.emit('Mul', [y, c.scalar(2)])])),
+  Erf: unary((c, x, _y, dy) => c.emit('Mul', [dy, c.emit('Mul', [c.scalar(2 / Math.sqrt(Math.PI)), c.emit('Exp', [c.emit('Neg', [c.emit('Mul', [x, x])])])])])),
+  Pow: (c) => {
+    const [x, p] = c.node.input;
+    const y = c.node.output[0];
+    const dy = c.dY[0];
+    return [
+      c.needs(0) ? c.unbroadcast(c.emit('Mul', [dy, c.emit('Mul', [p, c.emit('Pow', [x, c.emit('Sub', [p, c.scalar(1)])])])]), y, x) : undefined,
+      c.needs(1) ? c.unbroadcast(c.emit('Mul', [dy, c.emit('Mul', [y, c.emit('Log', [x])])]), y, p) : undefined,
+    ];
+  },
+  Clip: (c) => {
+    if (c.needs(1) || c.needs(2)) throw new InputError(undefined, `Clip node '${c.node.name}': gradients for the min and max inputs have no rule`);
+    if (!c.needs(0)) return [];
+    const [x, lo, hi] = c.node.input;
+    let keep: string | undefined;
+    if (lo) keep = c.emit('GreaterOrEqual', [x, lo]);
+    if (hi) {
+      const below = c.emit('LessOrEqual', [x, hi]);
+      keep = keep ? c.emit('And', [keep, below]) : below;
+    }
+    return [keep ? c.emit('Where', [keep, c.dY[0], c.scalar(0)]) : c.dY[0]];
+  },
+  Squeeze: (c) => [c.needs(0) ? c.emit('Reshape', [c.dY[0], c.emit('Shape', [c.node.input[0]])]) : undefined],
+  Unsqueeze: (c) => [c.needs(0) ? c.emit('Reshape', [c.dY[0], c.emit('Shape', [c.node.input[0]])]) : undefined],
+  ReduceSum: (c) => [c.needs(0) ? spreadReduced(c, c.node.input[1] ? c.constInts(c.node.input[1]) : undefined, !!c.node.input[1], 1) : undefined],
+  ReduceMean: (c) => {
+    if (!c.needs(0)) return [];
+    // An attribute up to opset 17, an input from 18.
+    const axes = c.ints_('axes') ?? (c.node.input[1] ? c.constInts(c.node.input[1]) : undefined);
+    const shape = c.staticShape(c.node.input[0], 'ReduceMean input');
+    const rank = shape.length;
+    const reduced = (axes ?? [...shape.keys()]).map((a) => (a + rank) % rank);
+    const count = reduced.reduce((n, a) => n * shape[a], 1);
+    if (count <= 0) throw new InputError(undefined, `ReduceMean node '${c.node.name}': the gradient needs the static size of the reduced axes`);
+    return [spreadReduced(c, axes, axes !== undefined || !!c.node.input[1], 1 / count)];
+  },
+  Concat: (c) => {
+    const axis = c.int('axis', 0);
+    const sizes = c.node.input.map((x) => {
+      const s = c.staticShape(x, 'Concat input');
+      return s[(axis + s.length) % s.length];
+    });
+    if (sizes.some((n) => n < 0)) throw new InputError(undefined, `Concat node '${c.node.name}': the gradient needs static sizes along axis ${axis}`);
+    const parts = c.emitMulti('Split', [c.dY[0], c.ints(sizes)], sizes.length, { axis });
+    return parts.map((part, i) => (c.needs(i) ? part : undefined));
+  },
+  Split: (c) => {
+    if (!c.needs(0)) return [];
+    const parts = c.node.output.map((o, i) => c.dY[i] || c.emit('ConstantOfShape', [c.emit('Shape', [o])], { value: c.zeroTensor() }));
+    return [c.emit('Concat', parts, { axis: c.int('axis', 0) })];
+  },
+  BatchNormalization: (c) => {
+    // Inference form: y = scale·(x − mean)/√(var + ε) + B with the running statistics as constants.
+    if (c.int('training_mode', 0)) throw new InputError(undefined, `BatchNormalization node '${c.node.name}': the training form has no gradient rule yet`);
+    if (c.needs(3) || c.needs(4)) throw new InputError(undefined, `BatchNormalization node '${c.node.name}': the running mean and variance cannot be trained`);
+    const [x, scale, , mean, variance] = c.node.input;
+    const dy = c.dY[0];
+    const rank = c.staticShape(x, 'BatchNormalization input').length;
+    const perChannel = (v: string) => c.emit('Reshape', [v, c.ints([-1, ...new Array(rank - 2).fill(1)])]);
+    const invStd = perChannel(c.emit('Reciprocal', [c.emit('Sqrt', [c.emit('Add', [variance, c.scalar(c.float('epsilon', 1e-5))])])]));
+    const others = [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2)];
+    return [
+      c.needs(0) ? c.emit('Mul', [dy, c.emit('Mul', [perChannel(scale), invStd])]) : undefined,
+      c.needs(1) ? c.emit('ReduceSum', [c.emit('Mul', [dy, c.emit('Mul', [c.emit('Sub', [x, perChannel(mean)]), invStd])]), c.ints(others)], { keepdims: 0 }) : undefined,
+      c.needs(2) ? c.emit('ReduceSum', [dy, c.ints(others)], { keepdims: 0 }) : undefined,
+    ];
+  },
+  Gather: (c) => {
+    if (c.needs(1)) throw new InputError(undefined, `Gather node '${c.node.name}': indices have no gradient`);
+    if (!c.needs(0)) return [];
+    if (c.int('axis', 0) !== 0) throw new InputError(undefined, `Gather node '${c.node.name}': only axis 0 (embedding lookups) has a gradient rule`);
+    const [data, indices] = c.node.input;
+    const zeros = c.emit('ConstantOfShape', [c.emit('Shape', [data])], { value: c.zeroTensor() });
+    // Rows gathered more than once accumulate.
+    return [c.emit('ScatterND', [zeros, c.emit('Unsqueeze', [indices, c.ints([-1])]), c.dY[0]], { reduction: 'add' })];
+  },
   GlobalAveragePool: (c) => {
     if (!c.needs(0)) return [];
     const x = c.node.input[0];
@@ -143,6 +225,21 @@ export const gradRules: Record<string, GradRule> = {
     return [c.emit('Mul', [c.emit('Expand', [c.dY[0], c.emit('Shape', [x])]), c.scalar(1 / area)])];
   },
 };
+
+/** The gradient of a sum (or, with `factor`, a mean) over `axes`: dY with the reduced axes restored, broadcast to x. */
+function spreadReduced(c: GradCtx, axes: number[] | undefined, axesGiven: boolean, factor: number): string {
+  const x = c.node.input[0];
+  let dy = c.dY[0];
+  if (axesGiven && !axes) throw new InputError(undefined, `${c.node.opType} node '${c.node.name}': the gradient needs constant axes`);
+  if (c.int('keepdims', 1) === 0 && axes && axes.length) {
+    const rank = c.shape(x)?.length;
+    if (rank === undefined) throw new InputError(undefined, `${c.node.opType} node '${c.node.name}': the gradient needs the rank of its input`);
+    dy = c.emit('Unsqueeze', [dy, c.ints(axes.map((a) => (a + rank) % rank).sort((p, q) => p - q))]);
+  }
+  if (axesGiven && axes?.length === 0 && c.int('noop_with_empty_axes', 0)) return dy;
+  const spread = c.emit('Expand', [dy, c.emit('Shape', [x])]);
+  return factor === 1 ? spread : c.emit('Mul', [spread, c.scalar(factor)]);
+}
 
 function gemmRule(c: GradCtx): Array<string | undefined> {
   const [a, b, bias] = c.node.input;
@@ -171,10 +268,12 @@ function matMulRule(c: GradCtx): Array<string | undefined> {
   const dy = c.dY[0];
   const ra = c.shape(a)?.length;
   const rb = c.shape(b)?.length;
-  if (ra === undefined || rb === undefined || ra < 2 || rb < 2) throw new InputError(undefined, `MatMul node '${c.node.name}': gradients need inputs of known rank >= 2 (got ${ra ?? '?'} and ${rb ?? '?'})`);
+  // dB of a 2-D B folds A whatever its rank; every other case needs both ranks.
+  const bOnly2d = !c.needs(0) && rb === 2;
+  if (!bOnly2d && (ra === undefined || rb === undefined || ra < 2 || rb < 2)) throw new InputError(undefined, `MatMul node '${c.node.name}': gradients need inputs of known rank >= 2 (got ${ra ?? '?'} and ${rb ?? '?'})`);
   const swap = (r: number) => [...Array(r - 2).keys(), r - 1, r - 2];
   const out: Array<string | undefined> = [];
-  if (c.needs(0)) out[0] = c.unbroadcast(c.emit('MatMul', [dy, c.emit('Transpose', [b], { perm: swap(rb) })]), c.node.output[0], a);
+  if (c.needs(0)) out[0] = c.unbroadcast(c.emit('MatMul', [dy, c.emit('Transpose', [b], { perm: swap(rb!) })]), c.node.output[0], a);
   if (c.needs(1)) {
     if (rb === 2) {
       // Fold every leading axis of A into the rows: dB = A2ᵀ·dY2.
@@ -182,7 +281,7 @@ function matMulRule(c: GradCtx): Array<string | undefined> {
       const n = c.staticShape(b, 'MatMul weight')[1];
       out[1] = c.emit('Gemm', [c.emit('Reshape', [a, c.ints([-1, k])]), c.emit('Reshape', [dy, c.ints([-1, n])])], { transA: 1 });
     } else {
-      out[1] = c.unbroadcast(c.emit('MatMul', [c.emit('Transpose', [a], { perm: swap(ra) }), dy]), c.node.output[0], b);
+      out[1] = c.unbroadcast(c.emit('MatMul', [c.emit('Transpose', [a], { perm: swap(ra!) }), dy]), c.node.output[0], b);
     }
   }
   return out;
@@ -473,6 +572,10 @@ export function buildTrainingGraph(source: ModelProto, opts: TrainingGraphOption
         return a ? new TextDecoder().decode(a.s) : dflt;
       },
       zeroTensor,
+      constInts: (name) => {
+        const t = g.initializer.find((x) => x.name === name);
+        return t && t.dataType === 7 ? int64Values(t) : undefined;
+      },
       forwardOutput: (index) => {
         while (n.output.length <= index) n.output.push('');
         if (!n.output[index]) n.output[index] = fresh(`${n.opType}_out${index}`);
