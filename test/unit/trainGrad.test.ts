@@ -342,6 +342,27 @@ describe('training graph builder', () => {
     await s.release();
   });
 
+  test('cross-entropy on a model ending in Softmax reads the logits; the batch becomes symbolic', async () => {
+    const g = graph('g', [node('MatMul', ['X', 'W'], ['Z']), node('Softmax', ['Z'], ['P'], { axis: 1 })], [valueInfo('X', 1, [1, 4])], [valueInfo('P', 1, [1, 3])], [tensor('W', [4, 3], Float64Array.from({ length: 12 }, (_, i) => Math.cos(i)), 'float32')]);
+    const tg = buildTrainingGraph(model(g, 17), { loss: 'softmaxCrossEntropy' });
+    assert.equal(tg.output, 'Z');
+    assert.deepEqual(tg.weights, ['W']);
+    assert.deepEqual(tg.dataInputs, ['X']);
+    const s = await ort.InferenceSession.create(toBinary(ModelProtoSchema, tg.proto));
+    // A batch of 3 through a model declared with batch 1; the loss is the mean cross-entropy of the logits.
+    const x = Float32Array.from({ length: 12 }, (_, i) => (i % 5) - 2);
+    const out = await s.run({ X: new ort.Tensor('float32', x, [3, 4]), W: new ort.Tensor('float32', Float32Array.from({ length: 12 }, (_, i) => Math.cos(i)), [4, 3]), [tg.label]: new ort.Tensor('int64', BigInt64Array.from([0n, 2n, 1n]), [3]) });
+    const z = out.Z.data as Float32Array;
+    let want = 0;
+    [0, 2, 1].forEach((label, r) => {
+      const row = Array.from(z.slice(r * 3, r * 3 + 3));
+      const max = Math.max(...row);
+      want += Math.log(row.reduce((a, v) => a + Math.exp(v - max), 0)) + max - row[label];
+    });
+    assert.ok(Math.abs(Number(out[tg.loss].data[0]) - want / 3) < 1e-5);
+    await s.release();
+  });
+
   test('the rule table covers the ops the issue asks for first', () => {
     for (const op of ['Gemm', 'MatMul', 'Add', 'Sub', 'Mul', 'Div', 'Relu', 'LeakyRelu', 'Sigmoid', 'Tanh', 'Reshape', 'Flatten', 'Transpose', 'Identity', 'Dropout', 'Conv', 'MaxPool', 'AveragePool', 'GlobalAveragePool', 'Softmax', 'LogSoftmax', 'Neg', 'Exp', 'Log', 'Sqrt', 'Pow', 'Clip', 'Erf', 'ReduceSum', 'ReduceMean', 'Squeeze', 'Unsqueeze', 'Concat', 'Split', 'BatchNormalization', 'Gather']) {
       assert.ok(gradRules[op], `no rule for ${op}`);
