@@ -9,6 +9,7 @@ import type { EpName } from '../core/runtime/ep';
 import type { EpProbe } from '../core/runtime/probe';
 import type { AnalyzeParams, AnalyzeResult, LayerDoneEvent, LayerHistogram, QuantErrorSummary, TensorTile, TileMode } from './analysis';
 import type { EventMessage } from './rpc';
+import type { FinetuneParams, FinetuneResult } from '../core/train/finetune';
 
 /** Requests the extension host (or CLI) makes of the compute worker. */
 export type WorkerRequests = {
@@ -36,6 +37,8 @@ export type WorkerRequests = {
   quantize: { params: QuantizeParams; result: QuantizeResult };
   /** Quantizes a TF.js model's weights into uint8/uint16/float16 or a per-layer mix, writes the run folder and measures before/after. */
   quantizeTfjs: { params: TfjsQuantizeParams; result: TfjsQuantizeResult };
+  /** Fine-tunes a model (pruned weights stay zero), writes the run folder and measures before/after (`whittle finetune`). */
+  finetune: { params: FinetuneParams; result: FinetuneResult };
   /** Magnitude-prunes a TF.js model, writes the run folder and measures before/after. */
   pruneTfjs: { params: TfjsPruneParams; result: TfjsPruneResult };
 };

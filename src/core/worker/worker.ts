@@ -11,6 +11,7 @@ import { runPrune } from '../passes/run';
 import { runQuantize } from '../passes/quantize/run';
 import { runQuantizeTfjs } from '../passes/quantize/tfjs';
 import { runPruneTfjs } from '../passes/prune/tfjs';
+import { runFinetune } from '../train/finetune';
 import { ModelCache } from './modelCache';
 import { RpcEndpoint, type Handlers } from '../../protocol/rpc';
 import type { FromWorkerEvent, ToWorkerEvent, WorkerHostRequests, WorkerRequests } from '../../protocol/worker';
@@ -27,6 +28,7 @@ const handlers: Handlers<WorkerRequests> = {
   evaluate: (params, signal) => evaluate(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   prune: (params, signal) => runPrune(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   quantize: (params, signal) => runQuantize(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
+  finetune: (params, signal) => runFinetune(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   pruneTfjs: (params, signal) => runPruneTfjs(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   quantizeTfjs: (params, signal) => runQuantizeTfjs(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   layerHistogram: ({ file, layer, tensor, bins, range }) => layerHistogram(models.get(file), layer, tensor, bins, range),

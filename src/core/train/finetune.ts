@@ -1,0 +1,196 @@
+/**
+ * `whittle finetune`: trains a model's weights on labelled data (pruned weights stay zero) and writes the run folder:
+ * the model with provenance, recipe.whittle.json, report.json (the write-command contract plus the loss curve) and
+ * report.md, each atomically; a run folder this call created is removed again if anything fails.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { writeFileAtomic } from '../atomicWrite';
+import { replaceTensorData } from '../formats/onnx/edit';
+import { OnnxModel, isParameter } from '../formats/onnx/model';
+import { sha256File, writeOnnx } from '../formats/onnx/write';
+import { modelBytes, runFolder } from '../passes/runFolder';
+import type { EpName } from '../runtime/ep';
+import { evaluate, type Progress } from '../runtime/evaluate';
+import { toolName, version } from '../version';
+import { InputError } from '../errors';
+import { train, type TrainProgress, type TrainResult } from './loop';
+
+/** What `whittle finetune` takes. */
+export interface FinetuneParams {
+  model: string;
+  data: string;
+  /** Evaluation data for before/after metrics and the best checkpoint (default: none; then --data's first 1000 samples give the metrics). */
+  evalData?: string;
+  epochs?: number;
+  lr?: number;
+  batch?: number;
+  optimizer?: 'sgd' | 'adam' | 'adamw';
+  momentum?: number;
+  weightDecay?: number;
+  schedule?: 'constant' | 'cosine';
+  warmupSteps?: number;
+  evalEvery?: number;
+  /** Keep pruned (exactly zero) weights at zero (default true). */
+  keepMasks?: boolean;
+  limit?: number;
+  evalLimit?: number;
+  seed?: number;
+  out?: string;
+  /** Evaluation provider; training itself runs on the CPU EP in this version. */
+  ep?: EpName;
+  threads?: number;
+}
+
+/** The write-command contract object (DESIGN.md section 7) plus the training record. */
+export interface FinetuneResult {
+  output: string;
+  sizeBytes: { before: number; after: number };
+  params: { before: number; after: number };
+  /** Exact zeros over the elements of the matrix-like trained weights (kernels and matrices). */
+  sparsity: number;
+  metrics: {
+    before: { samples: number; accuracy?: number };
+    after: { samples: number; accuracy?: number };
+    top1Agreement?: number;
+    cosine?: number | string | null;
+    accuracy?: { before: number; after: number; gainPt: number };
+  };
+  latencyMs: { before: number; after: number };
+  ep: string;
+  warnings: string[];
+  recipe: string;
+  report: string;
+  data: string;
+  training: Omit<TrainResult, 'weights' | 'warnings'> & { epochs: number; batch: number; lr: number; optimizer: string; trainedWeights: string[] };
+}
+
+const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
+
+/** Fine-tunes a model and writes its run folder. */
+export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progress: Progress = () => {}, onStep: (t: TrainProgress) => void = () => {}): Promise<FinetuneResult> {
+  const source = path.resolve(p.model);
+  const epochs = p.epochs ?? 1;
+  const batch = p.batch ?? 64;
+  const optimizer = p.optimizer ?? 'adam';
+  const lr = p.lr ?? (optimizer === 'sgd' ? 0.01 : 0.001);
+  for (const [name, v, min] of [['--epochs', epochs, 1], ['--batch', batch, 1]] as const) if (!Number.isSafeInteger(v) || v < min) throw new InputError(undefined, `${name} must be a whole number of at least ${min}, not ${v}`);
+  if (!(lr > 0)) throw new InputError(undefined, `--lr must be a positive number, not ${p.lr}`);
+  const model = OnnxModel.open(source);
+  const { dir, created } = runFolder(source, 'finetune', p.out);
+  try {
+    const sourceSha256 = sha256File(source);
+    const beforeBytes = modelBytes(model);
+    const paramCount = [...model.weights().values()].filter((w) => w.ref.numeric && isParameter(w.ref)).reduce((a, w) => a + w.ref.count, 0);
+    const evalData = p.evalData ?? `${p.data}#:1000`;
+    const warnings: string[] = [];
+    if (!p.evalData) warnings.push('no --eval-data given: before/after metrics use the first 1000 training samples, which the model trained on');
+
+    progress(undefined, 'evaluating the original');
+    const common = { data: evalData, ep: p.ep, limit: p.evalLimit, seed: p.seed, threads: p.threads };
+    const before = await evaluate({ ...common, model: source }, signal, progress);
+
+    progress(0, 'training');
+    const result = await train(
+      model,
+      {
+        data: p.data,
+        evalData: p.evalData,
+        epochs,
+        batch,
+        lr,
+        optimizer: { kind: optimizer, momentum: p.momentum, weightDecay: p.weightDecay },
+        schedule: { kind: p.schedule ?? 'constant', warmupSteps: p.warmupSteps },
+        seed: p.seed,
+        limit: p.limit,
+        evalLimit: p.evalLimit,
+        evalEvery: p.evalEvery,
+        keepMasks: p.keepMasks,
+        threads: p.threads,
+      },
+      signal,
+      (t) => {
+        progress(t.step / t.totalSteps, `epoch ${t.epoch + 1}/${epochs}, step ${t.step}/${t.totalSteps}, loss ${t.loss.toFixed(4)}, ${Math.round(t.samplesPerSec)} samples/s`);
+        onStep(t);
+      },
+    );
+    warnings.push(...result.warnings);
+    for (const [name, w] of result.weights) replaceTensorData(model.graph, name, w);
+
+    const steps = { pass: 'finetune', params: { epochs, batch, lr, optimizer, momentum: p.momentum, weightDecay: p.weightDecay, schedule: p.schedule ?? 'constant', warmupSteps: p.warmupSteps, keepMasks: p.keepMasks ?? true, seed: p.seed ?? 0, data: p.data, evalData: p.evalData } };
+    const recipe = { tool: toolName, version, source: { file: source, sha256: sourceSha256 }, steps: [steps] };
+    const out = path.join(dir, path.basename(source).replace(/\.onnx$/i, '') + '.onnx');
+    const written = writeOnnx(model, out, { provenance: { sourceSha256, recipe: JSON.stringify(recipe.steps) } });
+    const afterBytes = fs.statSync(written.file).size + (written.dataFile ? fs.statSync(written.dataFile).size : 0);
+
+    progress(undefined, 'evaluating the fine-tuned model');
+    const after = await evaluate({ ...common, model: out, reference: source }, signal, progress);
+    for (const w of after.warnings) if (!warnings.includes(w)) warnings.push(w);
+
+    let zeros = 0;
+    let elements = 0;
+    for (const [name, w] of result.weights) {
+      const shape = model.weights().get(name)!.ref.shape;
+      if (shape.filter((d) => d > 1).length < 2) continue;
+      elements += w.length;
+      for (let i = 0; i < w.length; i++) if (w[i] === 0) zeros++;
+    }
+    const nonzeroParams = paramCount - [...result.weights.values()].reduce((a, w) => a + w.reduce((z, x) => z + (x === 0 ? 1 : 0), 0), 0);
+    const { weights: _w, warnings: _warn, ...record } = result;
+    const res: FinetuneResult = {
+      output: out,
+      sizeBytes: { before: beforeBytes, after: afterBytes },
+      params: { before: paramCount, after: nonzeroParams },
+      sparsity: elements ? zeros / elements : 0,
+      metrics: {
+        before: { samples: before.samples, ...(before.accuracy !== undefined ? { accuracy: before.accuracy } : {}) },
+        after: { samples: after.samples, ...(after.accuracy !== undefined ? { accuracy: after.accuracy } : {}) },
+        ...(after.top1Agreement !== undefined ? { top1Agreement: after.top1Agreement } : {}),
+        ...(after.cosine !== undefined ? { cosine: after.cosine } : {}),
+        ...(before.accuracy !== undefined && after.accuracy !== undefined ? { accuracy: { before: before.accuracy, after: after.accuracy, gainPt: round((after.accuracy - before.accuracy) * 100, 4) } } : {}),
+      },
+      latencyMs: { before: before.latencyMs.median, after: after.latencyMs.median },
+      ep: after.ep,
+      warnings,
+      recipe: path.join(dir, 'recipe.whittle.json'),
+      report: path.join(dir, 'report.json'),
+      data: after.data,
+      training: { ...record, epochs, batch, lr, optimizer, trainedWeights: [...result.weights.keys()] },
+    };
+    writeFileAtomic(res.recipe, JSON.stringify(recipe, null, 2) + '\n');
+    writeFileAtomic(path.join(dir, 'report.md'), reportMarkdown(res));
+    writeFileAtomic(res.report, JSON.stringify(res, null, 2) + '\n');
+    return res;
+  } catch (err) {
+    if (created) fs.rmSync(dir, { recursive: true, force: true });
+    throw err;
+  } finally {
+    model.close();
+  }
+}
+
+/** report.md: the run in a few lines and the loss curve as a table. */
+function reportMarkdown(r: FinetuneResult): string {
+  const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${(x * 100).toFixed(2)}%`);
+  const t = r.training;
+  return [
+    `# Fine-tune: ${path.basename(r.output)}`,
+    '',
+    `${t.epochs} epoch(s), batch ${t.batch}, ${t.optimizer} at lr ${t.lr}, ${t.steps} steps, ${t.samplesPerSec} samples/s (training on the CPU EP).`,
+    '',
+    `| | before | after |`,
+    `|---|---:|---:|`,
+    `| accuracy | ${pct(r.metrics.before.accuracy)} | ${pct(r.metrics.after.accuracy)} |`,
+    `| latency (ms, median) | ${r.latencyMs.before} | ${r.latencyMs.after} |`,
+    `| size (bytes) | ${r.sizeBytes.before} | ${r.sizeBytes.after} |`,
+    '',
+    `Sparsity of the trained kernels and matrices: ${pct(r.sparsity)}${t.masks.length ? ` (pruned zeros held at zero in ${t.masks.map((m) => m.name).join(', ')})` : ''}.`,
+    ...(t.best ? ['', `Kept the weights of step ${t.best.step} (evaluation accuracy ${pct(t.best.accuracy)}).`] : []),
+    '',
+    '| step | loss | lr |',
+    '|---:|---:|---:|',
+    ...t.curve.map((c) => `| ${c.step} | ${c.loss.toFixed(4)} | ${c.lr.toPrecision(3)} |`),
+    ...(r.warnings.length ? ['', '## Warnings', '', ...r.warnings.map((w) => `- ${w}`)] : []),
+    '',
+  ].join('\n');
+}

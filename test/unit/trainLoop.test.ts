@@ -1,0 +1,111 @@
+// The training loop and `whittle finetune` on real MNIST (skipped without ../shared/data).
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, test } from 'node:test';
+import { OnnxModel } from '../../src/core/formats/onnx/model';
+import { runPrune } from '../../src/core/passes/run';
+import { runFinetune } from '../../src/core/train/finetune';
+import { train } from '../../src/core/train/loop';
+import { noSharedData, repoRoot, sharedData, tempDir } from './helpers/paths';
+
+const dir = tempDir('whittle-train-');
+const mnist = sharedData ? path.join(sharedData, 'mnist') : '';
+const mlp = sharedData ? path.join(sharedData, 'models', 'onnx-mnist-mlp-untrained', 'mnist_original.onnx') : '';
+const mnist8 = sharedData ? path.join(sharedData, 'models', 'onnx-mnist-8', 'mnist.onnx') : '';
+const cli = path.join(repoRoot, 'dist', 'cli.js');
+
+/** MNIST as the MLP is trained here: pixels scaled to [0, 1], then standardised with MNIST's mean and std. */
+function manifest(split: 'train' | 't10k'): string {
+  const file = path.join(dir, `${split}.dataset.json`);
+  const spec = { inputs: { input1: { idx: path.join(mnist, `${split}-images-idx3-ubyte.gz`), scale: 1 / 255, mean: [0.1307], std: [0.3081] } }, labels: { idx: path.join(mnist, `${split}-labels-idx1-ubyte.gz`) } };
+  fs.writeFileSync(file, JSON.stringify(spec));
+  return file;
+}
+
+function copyTo(file: string, name: string): string {
+  const folder = path.join(dir, name);
+  fs.mkdirSync(folder, { recursive: true });
+  const out = path.join(folder, path.basename(file));
+  fs.copyFileSync(file, out);
+  return out;
+}
+
+const zerosOf = (w: Float32Array) => w.reduce((a, x) => a + (x === 0 ? 1 : 0), 0);
+
+describe('training on MNIST', { skip: noSharedData }, () => {
+  test('the untrained MLP reaches >= 97% test accuracy after 1 epoch (SGD momentum, cosine, seeded)', async () => {
+    const r = await runFinetune({ model: copyTo(mlp, 'mlp'), data: manifest('train'), evalData: manifest('t10k'), epochs: 1, batch: 64, lr: 0.05, optimizer: 'sgd', schedule: 'cosine', seed: 1, threads: 1, ep: 'cpu' });
+    assert.ok(r.metrics.before.accuracy! < 0.3, `untrained accuracy ${r.metrics.before.accuracy}`);
+    assert.ok(r.metrics.after.accuracy! >= 0.97, `after 1 epoch: ${r.metrics.after.accuracy}`);
+    assert.equal(r.metrics.after.samples, 10000);
+    assert.equal(r.training.steps, Math.ceil(60000 / 64));
+    assert.ok(r.training.curve.length >= 10 && r.training.curve.at(-1)!.loss < r.training.curve[0].loss / 3);
+    // The written model is what scored, and carries provenance.
+    const m = OnnxModel.open(r.output);
+    assert.ok(m.proto.metadataProps.some((e) => e.key === 'whittle.recipe' && e.value.includes('finetune')));
+    m.close();
+    const report = JSON.parse(fs.readFileSync(r.report, 'utf8'));
+    for (const key of ['output', 'sizeBytes', 'params', 'sparsity', 'metrics', 'latencyMs', 'ep', 'warnings']) assert.ok(key in report, `report.json lacks ${key}`);
+    assert.ok(fs.existsSync(r.recipe) && fs.existsSync(path.join(path.dirname(r.report), 'report.md')));
+  });
+
+  test('mnist-8 pruned to 90%: fine-tuning keeps exactly the pruned zeros and recovers accuracy', async () => {
+    const test10k = path.join(mnist, 't10k-images-idx3-ubyte.gz');
+    const pruned = await runPrune({ model: copyTo(mnist8, 'm8'), sparsity: 0.9, data: `${test10k}#:500`, ep: 'cpu' });
+    const before = OnnxModel.open(pruned.output);
+    const masks = new Map(pruned.layers.map((l) => [l.weight, Float32Array.from(before.weights().get(l.weight)!.ref.toFloat32())]));
+    before.close();
+    const r = await runFinetune({ model: pruned.output, data: `${path.join(mnist, 'train-images-idx3-ubyte.gz')}#:8000`, evalData: `${test10k}#:2000`, epochs: 1, batch: 64, lr: 0.005, optimizer: 'adam', schedule: 'cosine', seed: 1, threads: 1, ep: 'cpu' });
+    const after = OnnxModel.open(r.output);
+    for (const [name, w0] of masks) {
+      const w1 = after.weights().get(name)!.ref.toFloat32();
+      let moved = 0;
+      for (let i = 0; i < w0.length; i++) {
+        if (w0[i] === 0) assert.equal(w1[i], 0, `${name}[${i}] was pruned and is now ${w1[i]}`);
+        else if (w1[i] !== w0[i]) moved++;
+      }
+      assert.equal(zerosOf(w1), zerosOf(w0));
+      assert.ok(moved > 0, `${name}: no kept weight changed, so nothing was trained`);
+    }
+    after.close();
+    assert.ok(Math.abs(r.sparsity - pruned.sparsity) < 1e-12, `sparsity ${r.sparsity} != ${pruned.sparsity}`);
+    assert.ok(r.metrics.after.accuracy! > r.metrics.before.accuracy! + 0.3, `accuracy ${r.metrics.before.accuracy} -> ${r.metrics.after.accuracy}`);
+  });
+
+  test('without masks, pruned weights move; cancel stops training', async () => {
+    const test10k = path.join(mnist, 't10k-images-idx3-ubyte.gz');
+    const pruned = await runPrune({ model: copyTo(mnist8, 'm8b'), sparsity: 0.5, data: `${test10k}#:200`, ep: 'cpu' });
+    const model = OnnxModel.open(pruned.output);
+    const name = pruned.layers[0].weight;
+    const zeros0 = zerosOf(model.weights().get(name)!.ref.toFloat32());
+    const r = await train(model, { data: `${path.join(mnist, 'train-images-idx3-ubyte.gz')}#:256`, epochs: 1, batch: 64, lr: 0.001, optimizer: { kind: 'adam' }, keepMasks: false, seed: 1 });
+    assert.ok(zerosOf(r.weights.get(name)!) < zeros0 / 10, 'pruned weights stayed zero with masks off');
+    assert.equal(r.masks.length, 0);
+
+    const controller = new AbortController();
+    let steps = 0;
+    await assert.rejects(
+      train(model, { data: path.join(mnist, 'train-images-idx3-ubyte.gz'), epochs: 1, batch: 16, lr: 0.001, optimizer: { kind: 'sgd' }, seed: 1 }, controller.signal, (p) => {
+        steps = p.step;
+        controller.abort();
+      }),
+    );
+    assert.ok(steps > 0 && steps < 100, `cancel came at step ${steps}`);
+    model.close();
+  });
+
+  test('whittle finetune (CLI, through the worker) prints the contract object with --json', () => {
+    const model = copyTo(mlp, 'cli');
+    const res = spawnSync(process.execPath, [cli, 'finetune', model, '--data', manifest('train') + '#:1000', '--eval-data', manifest('t10k') + '#:300', '--epochs', '1', '--optimizer', 'sgd', '--lr', '0.05', '--ep', 'cpu', '--json'], { encoding: 'utf8' });
+    assert.equal(res.status, 0, res.stderr);
+    const r = JSON.parse(res.stdout);
+    assert.equal(r.training.steps, Math.ceil(1000 / 64));
+    assert.ok(r.metrics.after.accuracy > r.metrics.before.accuracy);
+    assert.ok(fs.existsSync(r.output));
+    const bad = spawnSync(process.execPath, [cli, 'finetune', model, '--data', manifest('train'), '--lr', 'x'], { encoding: 'utf8' });
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /--lr/);
+  });
+});
