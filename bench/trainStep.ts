@@ -1,7 +1,9 @@
 // Samples/s of a LeNet-5 training step (forward + loss + gradients on ORT CPU, then an SGD update in JS) at batch 64,
 // against a forward pass of the same network, and against the same step in @tensorflow/tfjs-core (dev-only comparison:
 // tf.variableGrads + SGD, wasm backend when it has every gradient kernel, else cpu), in the same run.
-// Usage: node out/bench/trainStep.js [--threads N] [--steps N] [--tfjs-steps N]
+// Usage: node out/bench/trainStep.js [--threads N] [--steps N] [--tfjs-steps N] [--ep webgpu]
+// With --ep webgpu (a GPU machine), the step also runs on the WebGPU EP: its first step's loss and gradients are
+// compared with the CPU's, then it is timed like the CPU step, and tfjs is skipped.
 import { toBinary } from '@bufbuild/protobuf';
 import { ModelProtoSchema } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
@@ -11,6 +13,7 @@ import { OnnxModel } from '../src/core/formats/onnx/model';
 import { initTfjs } from '../src/core/runtime/tfjs';
 import { normal, seededRandom } from '../src/core/random';
 import { buildSampleModel } from '../src/core/samples/sampleModel';
+import { buildMlp } from '../src/core/samples/mlp';
 import { buildTrainingGraph } from '../src/core/train/grad';
 import { createOptimizer } from '../src/core/train/optim';
 
@@ -20,6 +23,10 @@ const arg = (name: string, dflt: number) => {
 };
 const batch = 64;
 const steps = arg('steps', 300);
+const ep = (() => {
+  const i = process.argv.indexOf('--ep');
+  return i > 0 ? process.argv[i + 1] : 'cpu';
+})();
 
 let ortOneThread = 0;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -76,12 +83,62 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
         (forwardOk ? `; forward ${median(fwdTimes).toFixed(2)} ms, step/forward ${(step / median(fwdTimes)).toFixed(1)}x` : ''),
     );
   }
+  if (ep === 'webgpu') {
+    // The LeNet step first; then an MLP (no MaxPool), since WebGPU's MaxPool may lack the Indices output.
+    await gpuStep(model, x, 'LeNet-style').catch((err: Error) => console.log(`LeNet-style on WebGPU: ${err.message.split('\n')[0]}`));
+    const mlp = OnnxModel.fromBytes(buildMlp({ sizes: [784, 512, 256, 10], seed: 2 }), 'mlp.onnx');
+    const xm = new ort.Tensor('float32', Float32Array.from({ length: batch * 784 }, randn), [batch, 784]);
+    await gpuStep(mlp, xm, 'MLP 784-512-256-10').catch((err: Error) => console.log(`MLP on WebGPU: ${err.message.split('\n')[0]}`));
+    return;
+  }
   const tfjsMs = await tfjsStep(model, x, labels);
   console.log(`ORT CPU (1 thread) against tfjs: ${(tfjsMs / ortOneThread).toFixed(0)}x faster per step`);
 })().catch((e) => {
   console.error(e);
   process.exit(1);
 });
+
+/**
+ * One model's training step on the WebGPU EP against the CPU EP (1 thread): the first step's loss and the lowest
+ * gradient cosine over the weights, then median step times on both, in this process.
+ */
+async function gpuStep(model: OnnxModel, x: ort.Tensor, name: string): Promise<void> {
+  const tg = buildTrainingGraph(model.proto, { loss: 'softmaxCrossEntropy' });
+  const graph = toBinary(ModelProtoSchema, tg.proto);
+  const labels = new ort.Tensor('int64', BigInt64Array.from({ length: batch }, (_, i) => BigInt(i % 10)), [batch]);
+  const shapes = tg.initial.map((t) => t.dims.map(Number));
+  const w0 = tg.initial.map((t) => Float32Array.from(model.weights().get(t.name)!.ref.toFloat32()));
+  const feedsOf = (w: Float32Array[]) => ({ [tg.dataInputs[0]]: x, [tg.label]: labels, ...Object.fromEntries(tg.weights.map((n, k) => [n, new ort.Tensor('float32', w[k], shapes[k])])) });
+  const cpu = await ort.InferenceSession.create(graph, { intraOpNumThreads: 1 });
+  const gpu = await ort.InferenceSession.create(graph, { executionProviders: [{ name: 'webgpu', preferredLayout: 'NCHW' } as ort.InferenceSession.ExecutionProviderConfig] });
+  try {
+    const [a, b] = [await cpu.run(feedsOf(w0)), await gpu.run(feedsOf(w0))];
+    const cos = (p: Float32Array, q: Float32Array) => {
+      let [d, n1, n2] = [0, 0, 0];
+      for (let i = 0; i < p.length; i++) [d, n1, n2] = [d + p[i] * q[i], n1 + p[i] * p[i], n2 + q[i] * q[i]];
+      return d / Math.sqrt(n1 * n2);
+    };
+    const worst = Math.min(...tg.gradients.map((g) => cos(a[g].data as Float32Array, b[g].data as Float32Array)));
+    console.log(`${name} on WebGPU against CPU, one step: loss ${(b[tg.loss].data as Float32Array)[0].toFixed(6)} vs ${(a[tg.loss].data as Float32Array)[0].toFixed(6)}; lowest gradient cosine over ${tg.gradients.length} weights ${worst.toFixed(6)}`);
+    const time = async (session: ort.InferenceSession): Promise<number> => {
+      const opt = createOptimizer({ kind: 'sgd', momentum: 0.9 });
+      const w = w0.map((v) => v.slice());
+      const times: number[] = [];
+      for (let s = 0; s < steps + 20; s++) {
+        const t0 = performance.now();
+        const out = await session.run(feedsOf(w));
+        opt.step(w, tg.gradients.map((g) => out[g].data as Float32Array), 0.01);
+        if (s >= 20) times.push(performance.now() - t0);
+      }
+      return median(times);
+    };
+    const [tc, tgpu] = [await time(cpu), await time(gpu)];
+    console.log(`${name} training step, batch ${batch}: CPU (1 thread) ${tc.toFixed(2)} ms (${Math.round((batch * 1000) / tc)} samples/s), WebGPU ${tgpu.toFixed(2)} ms (${Math.round((batch * 1000) / tgpu)} samples/s), WebGPU/CPU ${(tgpu / tc).toFixed(2)}x`);
+  } finally {
+    await cpu.release();
+    await gpu.release();
+  }
+}
 
 /** The same LeNet-style step in tfjs-core (NHWC): forward, softmax cross-entropy, gradients, SGD update. */
 async function tfjsStep(model: OnnxModel, x: ort.Tensor, labels: ort.Tensor): Promise<number> {
