@@ -427,6 +427,11 @@ function requireModel(positionals: string[]): string {
   return file;
 }
 
+/** A command's usage and summary: side by side when the usage is short, else the summary on its own line below. */
+function usageLine(c: Command): string {
+  return c.usage.length < 58 ? `  ${c.usage.padEnd(58)}${c.summary}` : `  ${c.usage}\n  ${' '.repeat(58)}${c.summary}`;
+}
+
 function helpText(): string {
   const ready = Object.entries(commands).filter(([, c]) => c.run);
   const planned = Object.entries(commands).filter(([, c]) => !c.run);
@@ -436,10 +441,10 @@ function helpText(): string {
     'Usage: whittle <command> [options]',
     '',
     'Commands:',
-    ...ready.map(([, c]) => `  ${c.usage.padEnd(58)}${c.summary}`),
+    ...ready.map(([, c]) => usageLine(c)),
     '',
     'Planned, not available yet in this version:',
-    ...planned.map(([, c]) => `  ${c.usage.padEnd(58)}${c.summary}`),
+    ...planned.map(([, c]) => usageLine(c)),
     '',
     'Options:',
     flagHelp(commonFlags),
