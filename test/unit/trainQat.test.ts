@@ -15,9 +15,13 @@ import { OnnxModel } from '../../src/core/formats/onnx/model';
 import { normal, seededRandom } from '../../src/core/random';
 import { buildTrainingGraph, defaultTrainable, gradRules } from '../../src/core/train/grad';
 import { insertWeightFakeQuant } from '../../src/core/train/qat';
+import { runFinetune } from '../../src/core/train/finetune';
+import * as os from 'node:os';
 
 const sharedData = process.env.WHITTLE_SHARED_DATA ?? path.resolve(__dirname, '..', '..', '..', '..', 'shared', 'data');
 const mnist8 = path.join(sharedData, 'models/onnx-mnist-8/mnist.onnx');
+const trainImages = path.join(sharedData, 'mnist/train-images-idx3-ubyte.gz');
+const testImages = path.join(sharedData, 'mnist/t10k-images-idx3-ubyte.gz');
 
 function floatTensor(name: string, dims: number[], values: ArrayLike<number>) {
   return create(TensorProtoSchema, { name, dims: dims.map(BigInt), dataType: 1, rawData: new Uint8Array(Float32Array.from(values).buffer) });
@@ -111,6 +115,34 @@ describe('QAT', () => {
       }
     } finally {
       m.close();
+    }
+  });
+
+  test('finetune --qat 8 exports a static U8S8 QDQ model; --qat 4 a 4-bit weight model, each with its accuracy', { skip: !fs.existsSync(mnist8) && 'no mnist-8' }, async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'whittle-qat-'));
+    try {
+      const model = path.join(dir, 'mnist.onnx');
+      fs.copyFileSync(mnist8, model);
+      for (const bits of [8, 4] as const) {
+        const r = await runFinetune({ model, data: trainImages, evalData: `${testImages}#:500`, limit: 1000, epochs: 1, lr: 0.0002, seed: 1, threads: 1, ep: 'cpu', qat: bits, out: path.join(dir, `qat${bits}`) });
+        const q = r.qat!;
+        assert.equal(q.bits, bits);
+        assert.ok(fs.existsSync(q.output) && q.output !== r.output);
+        assert.ok(q.accuracy > 0.95, `QAT ${bits}-bit accuracy ${q.accuracy}`);
+        const m = OnnxModel.open(q.output);
+        const ops = m.graph.node.map((n) => n.opType);
+        m.close();
+        if (bits === 8) {
+          // Real QDQ: int8 weight initializers and uint8 activations around the Convs and the MatMul.
+          assert.ok(ops.filter((o) => o === 'DequantizeLinear').length >= 6 && ops.includes('QuantizeLinear'), ops.join(','));
+        } else {
+          assert.equal(ops.filter((o) => o === 'QuantizeLinear').length, 3, 'one 4-bit weight fake-quant per Conv and MatMul');
+        }
+        const report = JSON.parse(fs.readFileSync(r.report, 'utf8'));
+        assert.equal(report.qat.bits, bits);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
