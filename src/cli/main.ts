@@ -191,7 +191,7 @@ const commands: Record<string, Command> = {
     },
   },
   finetune: {
-    usage: 'finetune <model> --data D --epochs E [--lr LR] [--batch N] [--optimizer sgd|adam|adamw] [--eval-data D2] [--schedule constant|cosine] [--no-masks]',
+    usage: 'finetune <model> --data D --epochs E [--lr LR] [--batch N] [--optimizer sgd|adam|adamw] [--eval-data D2] [--schedule constant|cosine] [--no-masks] [--qat 8|4]',
     summary: 'train a model further on labelled data (after pruning: pruned weights stay zero), measured before and after on --eval-data',
     flags: [
       { name: 'epochs', value: 'E', help: 'passes over --data (default 1)' },
@@ -206,6 +206,7 @@ const commands: Record<string, Command> = {
       { name: 'eval-every', value: 'STEPS', help: 'evaluate on --eval-data every STEPS steps and keep the best weights (default: once per epoch)' },
       { name: 'eval-limit', value: 'N', help: 'cap on evaluation samples' },
       { name: 'no-masks', help: 'let pruned (exactly zero) weights change' },
+      { name: 'qat', value: 'BITS', choices: ['8', '4'], help: 'quantization-aware training: per-channel weight fake-quant at 8 or 4 bits, then export (8: static U8S8 QDQ; 4: 4-bit weights) and evaluate it' },
     ],
     run: ({ positionals, flags }) => {
       const model = requireModel(positionals);
@@ -226,6 +227,7 @@ const commands: Record<string, Command> = {
         evalEvery: intFlag(flags, 'eval-every'),
         evalLimit: intFlag(flags, 'eval-limit'),
         keepMasks: flags['no-masks'] ? false : true,
+        ...(flags.qat !== undefined ? { qat: Number(flags.qat) as 8 | 4 } : {}),
         out: flags.out as string | undefined,
         ep: (flags.ep as EpName | undefined) ?? 'auto',
         limit: intFlag(flags, 'limit'),
@@ -556,6 +558,7 @@ function formatFinetune(r: FinetuneResult): string {
     row('latency median (ms)', r.latencyMs.before.toFixed(3), r.latencyMs.after.toFixed(3)),
     `  sparsity of the trained kernels and matrices ${pct(r.sparsity)}${t.masks.length ? ` (pruned zeros kept in ${t.masks.length} weight(s))` : ''}`,
     `  loss ${t.curve[0]?.loss.toFixed(4) ?? '?'} -> ${t.curve.at(-1)?.loss.toFixed(4) ?? '?'}${t.best ? `; kept step ${t.best.step} (${pct(t.best.accuracy)})` : ''}`,
+    ...(r.qat ? [`  QAT export (${r.qat.bits === 8 ? 'static U8S8 QDQ' : '4-bit weights'}) ${r.qat.output}: accuracy ${pct(r.qat.accuracy)}`] : []),
     ...r.warnings.map((w) => `  warning: ${w}`),
   ].join('\n');
 }

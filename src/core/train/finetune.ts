@@ -15,6 +15,10 @@ import { evaluate, type Progress } from '../runtime/evaluate';
 import { toolName, version } from '../version';
 import { InputError } from '../errors';
 import { train, type TrainProgress, type TrainResult } from './loop';
+import { insertWeightFakeQuant } from './qat';
+import { runQuantize } from '../passes/quantize/run';
+import { toBinary } from '@bufbuild/protobuf';
+import { ModelProtoSchema } from 'onnx-buf';
 
 /** What `whittle finetune` takes. */
 export interface FinetuneParams {
@@ -40,6 +44,21 @@ export interface FinetuneParams {
   /** Evaluation provider; training itself runs on the CPU EP in this version. */
   ep?: EpName;
   threads?: number;
+  /**
+   * Quantization-aware training at 8 or 4 weight bits: trains with per-channel weight fake-quant, then exports. 8: the
+   * static U8S8 QDQ pass on the trained weights (calibrated on the first 512 samples of --data); 4: the trained
+   * weights with their 4-bit fake-quant (weights on the 4-bit grid, stored as float). Both are evaluated on --eval-data.
+   */
+  qat?: 8 | 4;
+}
+
+/** The exported quantized model of a QAT run. */
+export interface QatExport {
+  bits: 8 | 4;
+  output: string;
+  accuracy: number;
+  samples: number;
+  sizeBytes: number;
 }
 
 /** The write-command contract object (DESIGN.md section 7) plus the training record. */
@@ -63,6 +82,8 @@ export interface FinetuneResult {
   report: string;
   data: string;
   training: Omit<TrainResult, 'weights' | 'warnings'> & { epochs: number; batch: number; lr: number; optimizer: string; trainedWeights: string[] };
+  /** With --qat: the quantized export (`output` stays the trained float model). */
+  qat?: QatExport;
 }
 
 const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
@@ -75,6 +96,7 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
   const optimizer = p.optimizer ?? 'adam';
   const lr = p.lr ?? (optimizer === 'sgd' ? 0.01 : 0.001);
   for (const [name, v, min] of [['--epochs', epochs, 1], ['--batch', batch, 1]] as const) if (!Number.isSafeInteger(v) || v < min) throw new InputError(undefined, `${name} must be a whole number of at least ${min}, not ${v}`);
+  if (p.qat !== undefined && p.qat !== 8 && p.qat !== 4) throw new InputError(undefined, `--qat must be 8 or 4, not ${String(p.qat)}`);
   if (!(lr > 0)) throw new InputError(undefined, `--lr must be a positive number, not ${p.lr}`);
   const model = OnnxModel.open(source);
   const { dir, created } = runFolder(source, 'finetune', p.out);
@@ -107,6 +129,7 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
         evalEvery: p.evalEvery,
         keepMasks: p.keepMasks,
         threads: p.threads,
+        ...(p.qat ? { qat: { bits: p.qat } } : {}),
       },
       signal,
       (t) => {
@@ -117,7 +140,7 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
     warnings.push(...result.warnings);
     for (const [name, w] of result.weights) replaceTensorData(model.graph, name, w);
 
-    const steps = { pass: 'finetune', params: { epochs, batch, lr, optimizer, momentum: p.momentum, weightDecay: p.weightDecay, schedule: p.schedule ?? 'constant', warmupSteps: p.warmupSteps, keepMasks: p.keepMasks ?? true, seed: p.seed ?? 0, data: p.data, evalData: p.evalData } };
+    const steps = { pass: 'finetune', params: { epochs, batch, lr, optimizer, momentum: p.momentum, weightDecay: p.weightDecay, schedule: p.schedule ?? 'constant', warmupSteps: p.warmupSteps, keepMasks: p.keepMasks ?? true, seed: p.seed ?? 0, data: p.data, evalData: p.evalData, ...(p.qat ? { qat: p.qat } : {}) } };
     const recipe = { tool: toolName, version, source: { file: source, sha256: sourceSha256 }, steps: [steps] };
     const out = path.join(dir, path.basename(source).replace(/\.onnx$/i, '') + '.onnx');
     const written = writeOnnx(model, out, { provenance: { sourceSha256, recipe: JSON.stringify(recipe.steps) } });
@@ -126,6 +149,20 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
     progress(undefined, 'evaluating the fine-tuned model');
     const after = await evaluate({ ...common, model: out, reference: source }, signal, progress);
     for (const w of after.warnings) if (!warnings.includes(w)) warnings.push(w);
+
+    let qat: QatExport | undefined;
+    if (p.qat === 8) {
+      progress(undefined, 'exporting the QAT model to static U8S8');
+      const q = await runQuantize({ model: out, mode: 'static', data: evalData, calibData: `${p.data}#:512`, out: path.join(dir, 'int8'), ep: p.ep, limit: p.evalLimit, seed: p.seed }, signal, progress);
+      for (const w of q.warnings) if (!warnings.includes(w)) warnings.push(w);
+      qat = { bits: 8, output: q.output, accuracy: q.metrics.after.accuracy ?? NaN, samples: q.metrics.after.samples, sizeBytes: q.sizeBytes.after };
+    } else if (p.qat === 4) {
+      progress(undefined, 'writing the 4-bit weight model');
+      const file = out.replace(/\.onnx$/, '.w4.onnx');
+      writeFileAtomic(file, toBinary(ModelProtoSchema, insertWeightFakeQuant(model.proto, { bits: 4 }).proto));
+      const e = await evaluate({ ...common, model: file }, signal, progress);
+      qat = { bits: 4, output: file, accuracy: e.accuracy ?? NaN, samples: e.samples, sizeBytes: fs.statSync(file).size };
+    }
 
     let zeros = 0;
     let elements = 0;
@@ -156,6 +193,7 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
       report: path.join(dir, 'report.json'),
       data: after.data,
       training: { ...record, epochs, batch, lr, optimizer, trainedWeights: [...result.weights.keys()] },
+      ...(qat ? { qat } : {}),
     };
     writeFileAtomic(res.recipe, JSON.stringify(recipe, null, 2) + '\n');
     writeFileAtomic(path.join(dir, 'report.md'), reportMarkdown(res));
@@ -190,6 +228,7 @@ function reportMarkdown(r: FinetuneResult): string {
     '| step | loss | lr |',
     '|---:|---:|---:|',
     ...t.curve.map((c) => `| ${c.step} | ${c.loss.toFixed(4)} | ${c.lr.toPrecision(3)} |`),
+    ...(r.qat ? ['', `QAT export (${r.qat.bits === 8 ? 'static U8S8 QDQ' : '4-bit weights'}): ${path.basename(r.qat.output)}, accuracy ${pct(r.qat.accuracy)} on ${r.qat.samples} samples.`] : []),
     ...(r.warnings.length ? ['', '## Warnings', '', ...r.warnings.map((w) => `- ${w}`)] : []),
     '',
   ].join('\n');

@@ -85,6 +85,10 @@ export interface GradCtx {
   zeroTensor(): TensorProto;
   /** Adds an output to the forward node (MaxPool Indices), returning its name. */
   forwardOutput(index: number): string;
+  /** The element type (TensorProto.DataType) of a value, if known. */
+  dtype(name: string): number | undefined;
+  /** Whether a value is one of the trainable weights themselves. */
+  isTrainable(name: string): boolean;
 }
 
 /** One gradient rule: returns the gradient name per input ('' or undefined where none). */
@@ -217,6 +221,34 @@ export const gradRules: Record<string, GradRule> = {
     // Rows gathered more than once accumulate.
     return [c.emit('ScatterND', [zeros, c.emit('Unsqueeze', [indices, c.ints([-1])]), c.dY[0]], { reduction: 'add' })];
   },
+  // Fake-quant, QuantizeLinear→DequantizeLinear, with the straight-through estimator: DequantizeLinear passes the
+  // gradient on unscaled (d/dq of q·s, times d/dx of x/s, is 1), and QuantizeLinear keeps it where the input lies
+  // inside the clip range [s·(qmin−zp), s·(qmax−zp)] and zeroes it outside. Scales and zero points get no gradient:
+  // constants, or computed from the weights each step and treated as constants (no learned scales, no LSQ).
+  QuantizeLinear: (c) => {
+    if ((c.needs(1) && c.isTrainable(c.node.input[1])) || (c.needs(2) && c.isTrainable(c.node.input[2]))) throw new InputError(undefined, `QuantizeLinear node '${c.node.name}': learned scales and zero points (LSQ) have no gradient rule`);
+    if (!c.needs(0)) return [];
+    const [x, scale, zp] = c.node.input;
+    const zpType = zp ? c.dtype(zp) : 2;
+    const range = zpType === undefined ? undefined : quantRanges[zpType];
+    if (!range) throw new InputError(undefined, `QuantizeLinear node '${c.node.name}': the straight-through gradient needs an integer zero point of known type (got type ${zpType ?? 'unknown'})`);
+    const rank = c.shape(x)?.length;
+    const scaleRank = c.shape(scale)?.length;
+    if (rank === undefined || scaleRank === undefined) throw new InputError(undefined, `QuantizeLinear node '${c.node.name}': the gradient needs the ranks of its input and scale`);
+    const axis = (c.int('axis', 1) + rank) % rank;
+    // A per-channel (1-D) scale lines up with `axis`; a scalar broadcasts as it is.
+    const align = (v: string) => (scaleRank === 1 && rank > 1 ? c.emit('Reshape', [v, c.ints(Array.from({ length: rank }, (_, i) => (i === axis ? -1 : 1)))]) : v);
+    const s = align(scale);
+    const z = zp ? align(c.emit('Cast', [zp], { to: c.dtype(scale) ?? 1 })) : c.scalar(0);
+    const lo = c.emit('Mul', [c.emit('Sub', [c.scalar(range[0]), z]), s]);
+    const hi = c.emit('Mul', [c.emit('Sub', [c.scalar(range[1]), z]), s]);
+    const keep = c.emit('And', [c.emit('GreaterOrEqual', [x, lo]), c.emit('LessOrEqual', [x, hi])]);
+    return [c.emit('Where', [keep, c.dY[0], c.scalar(0)])];
+  },
+  DequantizeLinear: (c) => {
+    if ((c.needs(1) && c.isTrainable(c.node.input[1])) || (c.needs(2) && c.isTrainable(c.node.input[2]))) throw new InputError(undefined, `DequantizeLinear node '${c.node.name}': learned scales and zero points (LSQ) have no gradient rule`);
+    return [c.needs(0) ? c.dY[0] : undefined];
+  },
   GlobalAveragePool: (c) => {
     if (!c.needs(0)) return [];
     const x = c.node.input[0];
@@ -225,6 +257,9 @@ export const gradRules: Record<string, GradRule> = {
     return [c.emit('Mul', [c.emit('Expand', [c.dY[0], c.emit('Shape', [x])]), c.scalar(1 / area)])];
   },
 };
+
+/** Integer range per zero-point type (TensorProto.DataType): uint8, int8, uint16, int16. */
+const quantRanges: Record<number, [number, number]> = { 2: [0, 255], 3: [-128, 127], 4: [0, 65535], 5: [-32768, 32767] };
 
 /** The gradient of a sum (or, with `factor`, a mean) over `axes`: dY with the reduced axes restored, broadcast to x. */
 function spreadReduced(c: GradCtx, axes: number[] | undefined, axesGiven: boolean, factor: number): string {
@@ -576,6 +611,8 @@ export function buildTrainingGraph(source: ModelProto, opts: TrainingGraphOption
         const t = g.initializer.find((x) => x.name === name);
         return t && t.dataType === 7 ? int64Values(t) : undefined;
       },
+      dtype: (name) => shapes.get(name)?.dtype ?? g.initializer.find((t) => t.name === name)?.dataType,
+      isTrainable: (name) => trainSet.has(name),
       forwardOutput: (index) => {
         while (n.output.length <= index) n.output.push('');
         if (!n.output[index]) n.output[index] = fresh(`${n.opType}_out${index}`);

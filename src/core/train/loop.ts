@@ -16,7 +16,8 @@ import { tensorShape } from '../formats/onnx/tensor';
 import { modelInputs } from '../runtime/session';
 import { toOrt } from '../runtime/tensors';
 import { CancelledError } from '../../protocol/rpc';
-import { buildTrainingGraph, type LossKind, type TrainingGraph } from './grad';
+import { buildTrainingGraph, defaultTrainable, type LossKind, type TrainingGraph } from './grad';
+import { insertWeightFakeQuant, type FakeQuantOptions } from './qat';
 import { createOptimizer, learningRate, type OptimizerOptions, type ScheduleOptions } from './optim';
 
 /** What to train and how. */
@@ -41,6 +42,8 @@ export interface TrainOptions {
   /** Keep exact zeros of matrix-like weights at zero (default true). */
   keepMasks?: boolean;
   threads?: number;
+  /** Quantization-aware training: weight fake-quant (per channel, int8 or 4-bit) in the forward pass; the weights returned stay float. */
+  qat?: FakeQuantOptions;
 }
 
 /** A progress report, at most a few a second. */
@@ -78,7 +81,9 @@ function matrixLike(shape: number[]): boolean {
 export async function train(model: OnnxModel, o: TrainOptions, signal?: AbortSignal, progress: (p: TrainProgress) => void = () => {}): Promise<TrainResult> {
   const inputs = modelInputs(model);
   if (inputs.length !== 1) throw new InputError(model.file, `training takes single-input models for now; this one has ${inputs.length} inputs`);
-  const tg = buildTrainingGraph(model.proto, { loss: o.loss ?? 'softmaxCrossEntropy', trainable: o.trainable, file: model.file });
+  // With QAT the weights feed fake-quant nodes, so the default trainables are read off the original graph.
+  const proto = o.qat ? insertWeightFakeQuant(model.proto, o.qat).proto : model.proto;
+  const tg = buildTrainingGraph(proto, { loss: o.loss ?? 'softmaxCrossEntropy', trainable: o.trainable ?? (o.qat ? defaultTrainable(model.graph) : undefined), file: model.file });
   if (tg.weights.length === 0) throw new InputError(model.file, 'no trainable weights found (float initializers of Conv, Gemm, MatMul or Add)');
   const threads = o.threads ?? Math.max(1, os.availableParallelism() - 1);
   const sessionOptions: ort.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, logSeverityLevel: 4 };

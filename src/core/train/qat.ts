@@ -1,0 +1,83 @@
+/**
+ * Quantization-aware training: weight fake-quant. Each Conv, Gemm and MatMul weight gets QuantizeLinear→
+ * DequantizeLinear per output channel, symmetric (zero point 0), int8 with qmax 127 or 4-bit with qmax 7 (stored in
+ * int8). The scale is computed in the graph from the current weights at every step, s = max|W|/qmax per channel, so
+ * it follows the weights as they train and is treated as a constant by the gradient (straight-through estimator; with
+ * max scales nothing clips, so the clip mask passes every element). Activations are not fake-quantized here.
+ */
+import { create } from '@bufbuild/protobuf';
+import { TensorProtoSchema, type GraphProto, type ModelProto, type NodeProto } from 'onnx-buf';
+import { InputError } from '../errors';
+import { int64Tensor, node } from '../formats/onnx/build';
+import { inferShapes } from '../formats/onnx/shapes';
+
+/** One fake-quantized weight. */
+export interface FakeQuantLayer {
+  /** The Conv/Gemm/MatMul node. */
+  node: string;
+  /** The value fake-quantized (the weight, or the Reshape of it that the node reads). */
+  value: string;
+  /** Channel axis of the per-channel scale. */
+  axis: number;
+  qmax: number;
+}
+
+/** Options for insertWeightFakeQuant. */
+export interface FakeQuantOptions {
+  bits: 8 | 4;
+  /** Only these nodes (by name); default every Conv, Gemm and MatMul with a constant weight. */
+  nodes?: string[];
+}
+
+/** Returns a copy of the model with weight fake-quant inserted, at opset >= 13 (per-channel QuantizeLinear). */
+export function insertWeightFakeQuant(source: ModelProto, o: FakeQuantOptions): { proto: ModelProto; layers: FakeQuantLayer[] } {
+  if (o.bits !== 8 && o.bits !== 4) throw new InputError(undefined, `QAT bits must be 8 or 4, not ${String(o.bits)}`);
+  const qmax = o.bits === 8 ? 127 : 7;
+  const src = source.graph!;
+  const opset = Number(source.opsetImport.find((x) => x.domain === '' || x.domain === 'ai.onnx')?.version ?? 0);
+  const g: GraphProto = { ...src, node: [...src.node], initializer: [...src.initializer] };
+  const floats = new Set(src.initializer.filter((t) => t.dataType === 1).map((t) => t.name));
+  const producer = new Map<string, NodeProto>();
+  for (const n of src.node) for (const out of n.output) producer.set(out, n);
+  // A weight is a float initializer, or a Reshape/Identity of one (mnist-8 reshapes its MatMul weight).
+  const isConstWeight = (v: string): boolean => floats.has(v) || (['Reshape', 'Identity'].includes(producer.get(v)?.opType ?? '') && floats.has(producer.get(v)!.input[0]));
+  const shapes = inferShapes(source);
+  const layers: FakeQuantLayer[] = [];
+  const out: NodeProto[] = [];
+  for (const n of src.node) {
+    const v = n.input[1];
+    const wanted = ['Conv', 'Gemm', 'MatMul'].includes(n.opType) && (!n.domain || n.domain === 'ai.onnx') && !!v && isConstWeight(v) && (!o.nodes || o.nodes.includes(n.name));
+    if (!wanted) {
+      out.push(n);
+      continue;
+    }
+    const dims = shapes.get(v)?.shape ?? src.initializer.find((t) => t.name === v)?.dims.map(Number);
+    if (!dims || dims.some((d) => typeof d !== 'number')) throw new InputError(undefined, `QAT: the weight '${v}' of ${n.opType} node '${n.name}' needs a static shape`);
+    const rank = dims.length;
+    const transB = Number(n.attribute.find((a) => a.name === 'transB')?.i ?? 0);
+    const axis = n.opType === 'Conv' ? 0 : n.opType === 'Gemm' ? (transB ? 0 : 1) : rank - 1;
+    const channels = dims[axis] as number;
+    const p = `${v}_whittle_fq`;
+    const others = [...Array(rank).keys()].filter((a) => a !== axis);
+    g.initializer.push(create(TensorProtoSchema, { name: `${p}/qmax`, dims: [], dataType: 1, rawData: new Uint8Array(Float32Array.of(qmax).buffer) }));
+    g.initializer.push(create(TensorProtoSchema, { name: `${p}/tiny`, dims: [], dataType: 1, rawData: new Uint8Array(Float32Array.of(1e-12).buffer) }));
+    g.initializer.push(create(TensorProtoSchema, { name: `${p}/zp`, dims: [BigInt(channels)], dataType: 3, rawData: new Uint8Array(channels) }));
+    const reduce =
+      opset >= 18
+        ? (g.initializer.push(int64Tensor(`${p}/axes`, [others.length], others)), node('ReduceMax', [`${p}/abs`, `${p}/axes`], [`${p}/max`], { keepdims: 0 }, `${p}/ReduceMax`))
+        : node('ReduceMax', [`${p}/abs`], [`${p}/max`], { axes: others, keepdims: 0 }, `${p}/ReduceMax`);
+    out.push(
+      node('Abs', [v], [`${p}/abs`], {}, `${p}/Abs`),
+      reduce,
+      node('Div', [`${p}/max`, `${p}/qmax`], [`${p}/s0`], {}, `${p}/Div`),
+      node('Max', [`${p}/s0`, `${p}/tiny`], [`${p}/scale`], {}, `${p}/Max`),
+      node('QuantizeLinear', [v, `${p}/scale`, `${p}/zp`], [`${p}/q`], { axis }, `${p}/QuantizeLinear`),
+      node('DequantizeLinear', [`${p}/q`, `${p}/scale`, `${p}/zp`], [`${p}/w`], { axis }, `${p}/DequantizeLinear`),
+    );
+    out.push({ ...n, input: [n.input[0], `${p}/w`, ...n.input.slice(2)] });
+    layers.push({ node: n.name, value: v, axis, qmax });
+  }
+  g.node = out;
+  const opsetImport = source.opsetImport.map((x) => (x.domain === '' || x.domain === 'ai.onnx' ? { ...x, version: BigInt(Math.max(Number(x.version), 13)) } : x));
+  return { proto: { ...source, opsetImport, graph: g }, layers };
+}
