@@ -16,44 +16,13 @@ import { floatTensor, int64Tensor } from '../../src/core/formats/onnx/build';
 import { halfToFloat } from '../../src/core/model/dtype';
 import { readTensorPb } from './helpers/ort';
 import { noSharedData, sharedData, tempDir } from './helpers/paths';
+import { freshDir, idxBytes, npyBytes, write } from './helpers/fixtures';
 
 // ---------------------------------------------------------------------------------------------------------
 // Fixture writers: each format written by hand (or by the decoder's own library), so reading is checked
 // against bytes we chose.
 
-const root = tempDir('whittle-data-');
-let fixtureCount = 0;
-/** A fresh folder for one test's fixtures. */
-function fresh(name: string): string {
-  const dir = path.join(root, `${fixtureCount++}-${name}`);
-  fs.mkdirSync(dir, { recursive: true });
-  return dir;
-}
-
-function write(file: string, bytes: Uint8Array | string): string {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, bytes);
-  return file;
-}
-
-/** An idx file: magic [0, 0, type, ndims], big-endian dims, then the data. */
-function idxBytes(dims: number[], data: Uint8Array, type = 0x08): Buffer {
-  const head = Buffer.alloc(4 + 4 * dims.length);
-  head.set([0, 0, type, dims.length]);
-  dims.forEach((d, i) => head.writeUInt32BE(d, 4 + 4 * i));
-  return Buffer.concat([head, data]);
-}
-
-/** An .npy (format 1.0) with the header padded to 64 bytes, as NumPy writes it. */
-function npyBytes(descr: string, shape: number[], data: Uint8Array): Buffer {
-  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
-  header += ' '.repeat((64 - ((10 + header.length + 1) % 64)) % 64) + '\n';
-  const head = Buffer.alloc(10);
-  head.write('\x93NUMPY', 'latin1');
-  head[6] = 1;
-  head.writeUInt16LE(header.length, 8);
-  return Buffer.concat([head, Buffer.from(header, 'latin1'), data]);
-}
+const fresh = freshDir(tempDir('whittle-data-'));
 
 const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 

@@ -1,5 +1,4 @@
 import * as assert from 'node:assert/strict';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { toBinary } from '@bufbuild/protobuf';
@@ -9,37 +8,15 @@ import { openDataset, splitDataRange, type Batch, type Dataset, type ModelInput 
 import { InputError } from '../../src/core/errors';
 import { floatTensor } from '../../src/core/formats/onnx/build';
 import { noSharedData, sharedData, tempDir } from './helpers/paths';
+import { freshDir, idxBytes, npyBytes, write } from './helpers/fixtures';
 
 // `SPEC#A:B` and a manifest's "skip": samples picked by position in the source, before shuffle and limit.
 // Every fixture holds sample i with the value i, so the values read back say exactly which samples came.
 
 const root = tempDir('whittle-range-');
-let n = 0;
-function fresh(name: string): string {
-  const dir = path.join(root, `${n++}-${name}`);
-  fs.mkdirSync(dir, { recursive: true });
-  return dir;
-}
-function write(file: string, bytes: Uint8Array | string): string {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, bytes);
-  return file;
-}
-function idxBytes(dims: number[], data: Uint8Array): Buffer {
-  const head = Buffer.alloc(4 + 4 * dims.length);
-  head.set([0, 0, 0x08, dims.length]);
-  dims.forEach((d, i) => head.writeUInt32BE(d, 4 + 4 * i));
-  return Buffer.concat([head, data]);
-}
-function npyBytes(shape: number[], data: Float32Array): Buffer {
-  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
-  header += ' '.repeat((64 - ((10 + header.length + 1) % 64)) % 64) + '\n';
-  const head = Buffer.alloc(10);
-  head.write('\x93NUMPY', 'latin1');
-  head[6] = 1;
-  head.writeUInt16LE(header.length, 8);
-  return Buffer.concat([head, Buffer.from(header, 'latin1'), Buffer.from(data.buffer)]);
-}
+const fresh = freshDir(root);
+/** A float32 .npy. */
+const npyF32 = (shape: number[], data: Float32Array) => npyBytes('<f4', shape, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
 function grayPng(v: number): Buffer {
   const png = new PNG({ width: 1, height: 1 });
   png.data.set([v, v, v, 255]);
@@ -122,7 +99,7 @@ describe('data ranges (#A:B)', () => {
 
   test('npy, image folders and pb folders take ranges too', async () => {
     const dir = fresh('forms');
-    const npy = write(path.join(dir, 'x.npy'), npyBytes([10, 1], Float32Array.from({ length: 10 }, (_, i) => i)));
+    const npy = write(path.join(dir, 'x.npy'), npyF32([10, 1], Float32Array.from({ length: 10 }, (_, i) => i)));
     assert.deepEqual((await values(await openDataset(`${npy}#3:6`, [input('x', ['N', 1])]))).seq, [3, 4, 5]);
     for (let i = 0; i < 6; i++) write(path.join(dir, 'pics', `img${i}.png`), grayPng(i * 10));
     const pics = await values(await openDataset(`${path.join(dir, 'pics')}#4:`, [input('x', ['N', 1, 1, 1])]));
