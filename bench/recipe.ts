@@ -27,7 +27,6 @@ async function main(): Promise<void> {
       fs.copyFileSync(model, path.join(folder, 'mnist.onnx'));
       for (const f of ['t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz']) fs.copyFileSync(path.join(path.dirname(images), f), path.join(folder, f));
       const recipe: Recipe = {
-        $schema: './whittle-recipe.schema.json',
         model: 'mnist.onnx',
         data: 't10k-images-idx3-ubyte.gz#512:',
         seed: 0,
