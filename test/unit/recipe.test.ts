@@ -277,6 +277,15 @@ describe('whittle run (CLI)', () => {
     const text = run('run', w.file, '--out', path.join(dir, 'cli-text'));
     assert.equal(text.status, 0, text.stderr);
     assert.match(text.stdout, /prune -> quantize/);
+    // Common flags replace the recipe's top-level settings.
+    const seeded = run('run', w.file, '--out', path.join(dir, 'cli-seed'), '--seed', '4', '--limit', '8', '--json');
+    assert.equal(seeded.status, 0, seeded.stderr);
+    const s = JSON.parse(seeded.stdout);
+    assert.equal(s.metrics.after.samples, 8);
+    assert.deepEqual(JSON.parse(fs.readFileSync(s.recipeOut, 'utf8')).seed, 4);
+    const bad = run('run', w.file, '--limit', '0');
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /\/limit: must be between 1 and inf, not 0/);
   });
 });
 
