@@ -10,6 +10,7 @@ import type { EpProbe } from '../core/runtime/probe';
 import type { AnalyzeParams, AnalyzeResult, LayerDoneEvent, LayerHistogram, QuantErrorSummary, TensorTile, TileMode } from './analysis';
 import type { EventMessage } from './rpc';
 import type { FinetuneParams, FinetuneResult } from '../core/train/finetune';
+import type { DistillParams, DistillResult, DistillStepEvent } from '../core/passes/distill/types';
 
 /** Requests the extension host (or CLI) makes of the compute worker. */
 export type WorkerRequests = {
@@ -41,6 +42,8 @@ export type WorkerRequests = {
   finetune: { params: FinetuneParams; result: FinetuneResult };
   /** Magnitude-prunes a TF.js model, writes the run folder and measures before/after. */
   pruneTfjs: { params: TfjsPruneParams; result: TfjsPruneResult };
+  /** Distils a teacher into a student, writes the run folder and measures both (`whittle distill`); sends progress and `distillStep` events. */
+  distill: { params: DistillParams; result: DistillResult };
 };
 
 /** One range of one tensor whose bytes the worker can reach without a copy. */
@@ -68,7 +71,7 @@ export interface ProgressEvent extends EventMessage {
 }
 
 /** Events the worker sends to its host. */
-export type FromWorkerEvent = ProgressEvent | LayerDoneEvent;
+export type FromWorkerEvent = ProgressEvent | LayerDoneEvent | DistillStepEvent;
 
 /** Events the host sends to the worker: none yet. */
 export type ToWorkerEvent = never;
