@@ -152,7 +152,8 @@ export async function distillTrain(o: DistillTrainOptions, signal?: AbortSignal,
     const forward = await ort.InferenceSession.create(toBinary(ModelProtoSchema, forwardOnly(tg, rawStudent)), sessionOptions);
     sessions.push(forward);
 
-    const probe = await openDataset(o.data, inputs, { limit: o.limit, seed: o.seed });
+    const randomCount = o.limit ?? 64;
+    const probe = await openDataset(o.data, inputs, { limit: o.limit, seed: o.seed, randomCount });
     warnings.push(...probe.warnings);
     const hasLabels = probe.hasLabels;
     let { alpha, alphaEnd } = o;
@@ -164,8 +165,10 @@ export async function distillTrain(o: DistillTrainOptions, signal?: AbortSignal,
     const sizes = [classes, ...plan.heads.map((h) => h.shape.reduce((a, b) => a * b, 1))];
     const recordFloats = sizes.reduce((a, b) => a + b, 0);
     // Cache keys are sample indices in the source's order, which a --limit picks from: size the cache by the whole source.
-    const sourceSize = o.limit === undefined ? probe.size : (await openDataset(o.data, inputs, {})).size;
-    cache = new TeacherCache(o.cacheDir, { teacherSha256: o.teacherSha256, data: dataIdentity(o.data), tensors: targetNames, sizes }, recordFloats, sourceSize, o.cacheMaxBytes);
+    const sourceSize = o.limit === undefined || o.data === 'random' ? probe.size : (await openDataset(o.data, inputs, {})).size;
+    // Random samples are drawn from the per-epoch seed, so an index does not name the same sample twice: no cache.
+    cache = new TeacherCache(o.cacheDir, { teacherSha256: o.teacherSha256, data: dataIdentity(o.data), tensors: targetNames, sizes }, recordFloats, sourceSize, o.data === 'random' ? 0 : o.cacheMaxBytes);
+    if (o.data === 'random') cache.stats.note = 'random data: the teacher runs on every batch (its samples change with the epoch seed)';
 
     const studentWeights = o.student.weights();
     // Student weights through their references (external data included); projections are fresh raw_data initializers.
@@ -195,7 +198,7 @@ export async function distillTrain(o: DistillTrainOptions, signal?: AbortSignal,
     const scalar = (v: number) => new ort.Tensor('float32', Float32Array.from([v]), []);
 
     for (let epoch = 0; epoch < o.epochs; epoch++) {
-      const dataset = await openDataset(o.data, inputs, { limit: o.limit, seed: o.seed + epoch, shuffle: true });
+      const dataset = await openDataset(o.data, inputs, { limit: o.limit, seed: o.seed + epoch, shuffle: true, randomCount });
       for await (const batch of dataset.batches(o.batch, signal)) {
         if (signal?.aborted) throw new CancelledError();
         const t0 = performance.now();
@@ -275,7 +278,7 @@ export async function distillTrain(o: DistillTrainOptions, signal?: AbortSignal,
     const kept = best && best.step !== step ? best.weights : weights;
 
     // Diagnostics on the evaluation data (or the first 1000 training samples).
-    const diagSpec = evalSpec ?? `${o.data}#:${Math.min(1000, probe.size)}`;
+    const diagSpec = evalSpec ?? o.data;
     const diagnostics = await diagnose({ teacher, forward, tg, weights: kept, shapes, spec: diagSpec, inputs, limit: Math.min(o.evalLimit ?? 1000, 1000), teacherLogits, classes, pairs: o.pairs, signal });
     diagnostics.steps = steps;
     const trained = new Map<string, Float32Array>();

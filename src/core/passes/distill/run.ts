@@ -94,10 +94,11 @@ export async function runDistill(p: DistillParams, signal?: AbortSignal, progres
     const { dir, created } = runFolder(studentFile ?? teacherFile, 'distill', p.out);
     try {
       const teacherSha256 = sha256File(teacherFile);
-      const evalData = p.evalData ?? `${p.data}#:1000`;
+      const evalData = p.evalData ?? p.data;
+      const evalLimit = p.evalLimit ?? (p.evalData ? undefined : 1000);
       const warnings: string[] = [];
       if (!p.evalData) warnings.push('no --eval-data given: metrics use the first 1000 training samples, which the student trained on');
-      const common = { data: evalData, ep: p.ep, limit: p.evalLimit, seed: p.seed, threads: p.threads };
+      const common = { data: evalData, ep: p.ep, limit: evalLimit, seed: p.seed, threads: p.threads };
       progress(undefined, 'evaluating the teacher');
       const before = await evaluate({ ...common, model: teacherFile }, signal, progress);
 
@@ -125,7 +126,7 @@ export async function runDistill(p: DistillParams, signal?: AbortSignal, progres
           alphaSchedule: q.alphaSchedule,
           seed,
           limit: p.limit,
-          evalLimit: p.evalLimit,
+          evalLimit,
           evalEvery: q.evalEvery,
           threads: p.threads,
           ep: p.ep,
