@@ -14,6 +14,7 @@ import type { RunRecipeParams } from '../core/recipe/run';
 import type { RecipeResult } from '../core/recipe/types';
 import type { CompareOptions } from '../core/report/compare';
 import type { ReportData } from '../core/report/types';
+import type { DistillParams, DistillResult, DistillStepEvent } from '../core/passes/distill/types';
 
 /** Requests the extension host (or CLI) makes of the compute worker. */
 export type WorkerRequests = {
@@ -49,6 +50,8 @@ export type WorkerRequests = {
   runRecipe: { params: RunRecipeParams; result: RecipeResult };
   /** Evaluates two models on the same data and reports what changed (Compare Models); sends progress events. */
   compareModels: { params: CompareOptions & { a: string; b: string }; result: ReportData };
+  /** Distils a teacher into a student, writes the run folder and measures both (`whittle distill`); sends progress and `distillStep` events. */
+  distill: { params: DistillParams; result: DistillResult };
 };
 
 /** One range of one tensor whose bytes the worker can reach without a copy. */
@@ -76,7 +79,7 @@ export interface ProgressEvent extends EventMessage {
 }
 
 /** Events the worker sends to its host. */
-export type FromWorkerEvent = ProgressEvent | LayerDoneEvent;
+export type FromWorkerEvent = ProgressEvent | LayerDoneEvent | DistillStepEvent;
 
 /** Events the host sends to the worker: none yet. */
 export type ToWorkerEvent = never;

@@ -14,6 +14,7 @@ import { runPruneTfjs } from '../passes/prune/tfjs';
 import { runFinetune } from '../train/finetune';
 import { runRecipe } from '../recipe/run';
 import { compareModels } from '../report/compare';
+import { runDistill } from '../passes/distill/run';
 import { ModelCache } from './modelCache';
 import { RpcEndpoint, type Handlers } from '../../protocol/rpc';
 import type { FromWorkerEvent, ToWorkerEvent, WorkerHostRequests, WorkerRequests } from '../../protocol/worker';
@@ -35,6 +36,13 @@ const handlers: Handlers<WorkerRequests> = {
   quantizeTfjs: (params, signal) => runQuantizeTfjs(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   runRecipe: (params, signal) => runRecipe(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   compareModels: ({ a, b, ...options }, signal) => compareModels(a, b, options, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
+  distill: (params, signal) =>
+    runDistill(
+      params,
+      signal,
+      (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message }),
+      (progress) => endpoint.sendEvent({ type: 'distillStep', progress }),
+    ),
   layerHistogram: ({ file, layer, tensor, bins, range }) => layerHistogram(models.get(file), layer, tensor, bins, range),
   tensorTile: ({ file, tensor, row, col, rows, cols, stride, mode, source }) => tensorTile(models.get(file), tensor, row, col, rows, cols, stride, mode, source ? models.onnx(source) : undefined),
   quantError: ({ file, source, layer }) => {
