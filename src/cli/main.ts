@@ -600,6 +600,10 @@ function formatRun(r: RecipeResult): string {
     ...(r.metrics.top1Agreement !== undefined ? [`  top-1 agreement with the source ${pct(r.metrics.top1Agreement)}, cosine ${r.metrics.cosine}`] : []),
     `  sparsity of the layer weights ${pct(r.sparsity)}${r.budget ? `; chain budget ${r.budget.maxDropPt} pt, measured ${r.budget.dropPt} pt` : ''}`,
     `  report ${r.reportHtml}`,
+    ...r.warnings.map((w) => `  warning: ${w}`),
+  ].join('\n');
+}
+
 /** The distillation result in a few lines. */
 function formatDistill(r: DistillResult): string {
   const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${(x * 100).toFixed(2)}%`);

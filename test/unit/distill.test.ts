@@ -3,6 +3,8 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { runRecipe } from '../../src/core/recipe/run';
+import { validateRecipe } from '../../src/core/recipe/schema';
 import { describe, test } from 'node:test';
 import { OnnxModel } from '../../src/core/formats/onnx/model';
 import { sha256File } from '../../src/core/formats/onnx/write';
@@ -154,6 +156,14 @@ describe('runDistill', () => {
     );
     assert.equal(sha256File(teacherFile), sha);
     for (const f of ['recipe.whittle.json', 'report.json', 'report.md']) assert.ok(fs.existsSync(path.join(out, f)), f);
+    // The run's recipe is the Recipe format: whittle run repeats it (teacher = the recipe's model, the derived student).
+    const recipe = JSON.parse(fs.readFileSync(path.join(out, 'recipe.whittle.json'), 'utf8'));
+    assert.equal(recipe.passes[0].pass, 'distill');
+    assert.equal(recipe.passes[0].student, 'derive:0.3');
+    assert.deepEqual(validateRecipe(recipe), []);
+    const again = await runRecipe({ file: path.join(out, 'recipe.whittle.json') }, undefined, () => {});
+    assert.equal(again.steps.length, 1);
+    assert.equal(paramCount(OnnxModel.open(again.output)), r.params.after);
     assert.ok(fs.existsSync(r.output));
     assert.equal(r.distill.hasLabels, false);
     assert.equal(r.distill.alpha, 0);

@@ -53,7 +53,7 @@ describe('recipe schema and validation', () => {
     const s = recipeSchema() as { $schema: string; properties: { passes: { items: { properties: { pass: { enum: string[] } }; allOf: Array<{ then: { properties: Record<string, { minimum?: number; maximum?: number; enum?: unknown[] }> } }> } } } };
     assert.equal(s.$schema, 'http://json-schema.org/draft-07/schema#');
     const items = s.properties.passes.items;
-    assert.deepEqual(items.properties.pass.enum, ['prune', 'quantize', 'finetune']);
+    assert.deepEqual(items.properties.pass.enum, ['prune', 'quantize', 'finetune', 'distill']);
     const prune = items.allOf[0].then.properties;
     assert.equal(prune.sparsity.minimum, 0);
     assert.equal(prune.sparsity.maximum, 1);
@@ -79,7 +79,7 @@ describe('recipe schema and validation', () => {
         { pass: 'shrink' },
         { pass: 'finetune', epochs: 1.5 },
         { sparsity: 0.5 },
-        { pass: 'distill' },
+        { pass: 'distill', student: 'derive:0.25', temperature: 0 },
       ],
     });
     const at = (p: string) => issues.find((i) => i.path === p)?.message ?? '(none)';
@@ -95,7 +95,7 @@ describe('recipe schema and validation', () => {
     assert.match(at('/passes/2/pass'), /unknown pass "shrink"/);
     assert.match(at('/passes/3/epochs'), /whole number/);
     assert.match(at('/passes/4/pass'), /missing/);
-    assert.match(at('/passes/5/pass'), /'distill' is not available in recipes yet/);
+    assert.match(at('/passes/5/temperature'), /between 0.05 and 100, not 0/);
     assert.equal(issues.length, 13, JSON.stringify(issues, null, 1));
     assert.deepEqual(validateRecipe([]), [{ path: '', message: 'a recipe must be a JSON object, not an array' }]);
     assert.match(validateRecipe({ model: 'm.onnx', passes: [{ pass: 'finetune' }] })[0].path, /^\/passes\/0\/data$/);

@@ -29,3 +29,10 @@ export const quantizeExtra: ParamSpec[] = [
   { name: 'tfjsDtype', type: 'enum', choices: ['uint8', 'uint16', 'float16', 'mix'], placeholder: 'D', help: 'TF.js: stored form of the weights; mix = uint8, with the layers that cost accuracy in float16' },
   ...tfjsStorage,
 ];
+
+/** The distill command's parameters that are not in its table: the student, held-out data and the cache folder. */
+export const distillExtra: ParamSpec[] = [
+  { name: 'student', type: 'string', placeholder: 'S', help: 'the student: a model file (relative to the recipe), or derive:RATIO to structured-prune the teacher to about RATIO of its parameters' },
+  { name: 'evalData', type: 'string', placeholder: 'SPEC', help: 'held-out data for before/after metrics, the diagnostics and the best checkpoint' },
+  { name: 'cacheDir', type: 'string', placeholder: 'DIR', help: "the teacher-output cache folder (default: beside the run folder)" },
+];

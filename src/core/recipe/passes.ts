@@ -14,9 +14,12 @@ import { runPruneTfjs } from '../passes/prune/tfjs';
 import { runQuantizeTfjs, type TfjsQuantDtype } from '../passes/quantize/tfjs';
 import type { TfjsEncoding } from '../formats/tfjs/write';
 import { runFinetune } from '../train/finetune';
+import { distillParams } from '../passes/distill/params';
+import { runDistill } from '../passes/distill/run';
+import type { DistillParams } from '../passes/distill/types';
 import { finetuneOptions, finetuneParams } from '../train/params';
 import type { EpName } from '../runtime/ep';
-import { pruneExtra, quantizeExtra } from './params';
+import { distillExtra, pruneExtra, quantizeExtra } from './params';
 export { stepSettings } from './params';
 import type { Progress } from '../runtime/evaluate';
 
@@ -127,7 +130,19 @@ export const recipePasses: Record<string, RecipePassDef> = {
       return outcome(await runFinetune({ ...options, model: s.model, data: s.data, out: s.out, ep: s.ep, limit: s.limit, seed: s.seed }, signal, progress));
     },
   },
+  distill: {
+    summary: 'distil the step\'s input model (the teacher) into a student: a model file, or derive:RATIO (the teacher structured-pruned to about RATIO of its parameters)',
+    params: distillParams,
+    extra: distillExtra,
+    check: (p, s) => (!s.data ? ['data', 'distill needs data (training data; labels are optional)'] : p.student === undefined ? ['student', 'distill needs student: a model file, or derive:RATIO'] : undefined),
+    run: async (s, signal, progress) => {
+      if (isTfjs(s.model)) throw new InputError(s.model, 'distill takes ONNX models in this version');
+      if (!s.data) throw new InputError(undefined, 'distill needs data (training data; labels are optional)');
+      const p = s.params;
+      return outcome(await runDistill({ ...(p as object), teacher: s.model, student: String(p.student), data: s.data, out: s.out, ep: s.ep, limit: s.limit, seed: s.seed } as DistillParams, signal, progress));
+    },
+  },
 };
 
 /** Passes a recipe may name that this version does not run yet. */
-export const plannedPasses = ['distill'];
+export const plannedPasses: string[] = [];

@@ -7,12 +7,15 @@ import type { ParamSpec } from '../passes/pass';
 import { toolName, version } from '../version';
 import type { PassName, Recipe, RecipePass } from './types';
 
-/** Parameters whose values are data SPECs: resolved relative to the recipe file. */
-export const dataParams = new Set(['data', 'calibData', 'evalData']);
+/** Parameters whose values are data SPECs or model paths: resolved relative to the recipe file (distill's `student` may be `derive:RATIO`, which stays). */
+export const dataParams = new Set(['data', 'calibData', 'evalData', 'student']);
+
+/** Values that name no file: random data, a derived student. */
+const notAPath = (spec: string) => spec === 'random' || spec.startsWith('derive:');
 
 /** A data SPEC's file part (before a `#A:B` range) relative to `dir`; 'random' and absent stay as they are. */
 export function relativeSpec(spec: string | undefined, dir: string): string | undefined {
-  if (spec === undefined || spec === 'random') return spec;
+  if (spec === undefined || notAPath(spec)) return spec;
   const { base, range } = splitRange(spec);
   const rel = path.relative(dir, path.resolve(base)).split(path.sep).join('/');
   return `${rel || '.'}${range}`;
@@ -20,7 +23,7 @@ export function relativeSpec(spec: string | undefined, dir: string): string | un
 
 /** A data SPEC of a recipe resolved against the recipe's folder; 'random' stays. */
 export function resolveSpec(spec: string | undefined, baseDir: string): string | undefined {
-  if (spec === undefined || spec === 'random') return spec;
+  if (spec === undefined || notAPath(spec)) return spec;
   const { base, range } = splitRange(spec);
   return `${path.resolve(baseDir, base)}${range}`;
 }

@@ -13,7 +13,8 @@ import { replaceTensorData } from '../../formats/onnx/edit';
 import { OnnxModel } from '../../formats/onnx/model';
 import { sha256File, writeOnnx } from '../../formats/onnx/write';
 import { evaluate, type Progress } from '../../runtime/evaluate';
-import { toolName, version } from '../../version';
+import { commandRecipe, recipeStep, recipeText } from '../../recipe/write';
+import { distillExtra } from '../../recipe/params';
 import { openDataset } from '../../data';
 import { modelInputs } from '../../runtime/session';
 import { parseParams } from '../pass';
@@ -165,11 +166,11 @@ export async function runDistill(p: DistillParams, signal?: AbortSignal, progres
         cache: t.cache,
         ...(derived ? { derived: { ratio: ratio!, paramFraction: round(derived.paramFraction, 4), channelsKept: derived.channelsKept } } : {}),
       };
-      const stepParams = { ...q, lr, seed, teacher: teacherFile, student: p.student, data: p.data, evalData: p.evalData };
-      const recipe = { tool: toolName, version, source: { file: teacherFile, sha256: teacherSha256 }, steps: [{ pass: 'distill', params: stepParams }] };
+      const given = { ...(p as unknown as Record<string, unknown>), lr, student: p.student, evalData: p.evalData };
+      const recipe = commandRecipe({ dir, source: teacherFile, sourceSha256: teacherSha256, data: p.data, seed, ep: p.ep, limit: p.limit, passes: [recipeStep('distill', given, dir, [...distillParams, ...distillExtra])] });
       const base = studentFile ? path.basename(studentFile).replace(/\.onnx$/i, '') : `${path.basename(teacherFile).replace(/\.onnx$/i, '')}.student`;
       const out = path.join(dir, `${base}.onnx`);
-      const written = writeOnnx(student, out, { provenance: { sourceSha256: teacherSha256, recipe: JSON.stringify(recipe.steps) } });
+      const written = writeOnnx(student, out, { provenance: { sourceSha256: teacherSha256, recipe: JSON.stringify(recipe.passes) } });
       const afterBytes = fs.statSync(written.file).size + (written.dataFile ? fs.statSync(written.dataFile).size : 0);
 
       progress(undefined, 'evaluating the student against the teacher');
@@ -199,7 +200,7 @@ export async function runDistill(p: DistillParams, signal?: AbortSignal, progres
         distill: record,
         diagnostics: t.diagnostics,
       };
-      writeFileAtomic(res.recipe, JSON.stringify(recipe, null, 2) + '\n');
+      writeFileAtomic(res.recipe, recipeText(recipe));
       writeFileAtomic(path.join(dir, 'report.md'), reportMarkdown(res));
       writeFileAtomic(res.report, JSON.stringify(res, null, 2) + '\n');
       return res;
