@@ -18,6 +18,9 @@ import { flagSpecs, parseParams } from '../core/passes/pass';
 import { prunePass, type PruneOptions } from '../core/passes/prune/unstructured';
 import type { PruneResult } from '../core/passes/run';
 import type { FinetuneResult } from '../core/train/finetune';
+import { finetuneOptions, finetuneParams } from '../core/train/params';
+import { loadRecipe } from '../core/recipe/run';
+import type { RecipeResult } from '../core/recipe/types';
 import { normalizeQuantizeOptions, quantizePass } from '../core/passes/quantize/index';
 import type { QuantizeOptions } from '../core/passes/quantize/params';
 import type { QuantizeResult } from '../core/passes/quantize/run';
@@ -193,21 +196,7 @@ const commands: Record<string, Command> = {
   finetune: {
     usage: 'finetune <model> --data D --epochs E [--lr LR] [--batch N] [--optimizer sgd|adam|adamw] [--eval-data D2] [--schedule constant|cosine] [--no-masks] [--qat 8|4]',
     summary: 'train a model further on labelled data (after pruning: pruned weights stay zero), measured before and after on --eval-data',
-    flags: [
-      { name: 'epochs', value: 'E', help: 'passes over --data (default 1)' },
-      { name: 'lr', value: 'LR', help: 'learning rate (default 0.001 for adam/adamw, 0.01 for sgd)' },
-      { name: 'batch', value: 'N', help: 'samples per step (default 64)' },
-      { name: 'optimizer', value: 'OPT', choices: ['sgd', 'adam', 'adamw'], help: 'sgd (momentum 0.9), adam or adamw (default adam)' },
-      { name: 'momentum', value: 'M', help: 'sgd momentum (default 0.9)' },
-      { name: 'weight-decay', value: 'WD', help: 'weight decay (default 0)' },
-      { name: 'schedule', value: 'S', choices: ['constant', 'cosine'], help: 'learning-rate schedule (default constant)' },
-      { name: 'warmup', value: 'STEPS', help: 'linear warm-up steps (default 0)' },
-      { name: 'eval-data', value: 'SPEC', help: 'held-out labelled data: before/after accuracy and the best checkpoint (default: the first 1000 samples of --data, with a warning)' },
-      { name: 'eval-every', value: 'STEPS', help: 'evaluate on --eval-data every STEPS steps and keep the best weights (default: once per epoch)' },
-      { name: 'eval-limit', value: 'N', help: 'cap on evaluation samples' },
-      { name: 'no-masks', help: 'let pruned (exactly zero) weights change' },
-      { name: 'qat', value: 'BITS', choices: ['8', '4'], help: 'quantization-aware training: per-channel weight fake-quant at 8 or 4 bits, then export (8: static U8S8 QDQ; 4: 4-bit weights) and evaluate it' },
-    ],
+    flags: flagSpecs(finetuneParams),
     run: ({ positionals, flags }) => {
       const model = requireModel(positionals);
       if (isTfjsModel(model)) throw new InputError(model, 'finetune takes ONNX models in this version');
@@ -215,19 +204,7 @@ const commands: Record<string, Command> = {
       return inWorker('finetune', {
         model,
         data: flags.data as string,
-        evalData: flags['eval-data'] as string | undefined,
-        epochs: intFlag(flags, 'epochs'),
-        batch: intFlag(flags, 'batch'),
-        lr: numberFlag(flags, 'lr'),
-        optimizer: flags.optimizer as 'sgd' | 'adam' | 'adamw' | undefined,
-        momentum: numberFlag(flags, 'momentum'),
-        weightDecay: numberFlag(flags, 'weight-decay'),
-        schedule: flags.schedule as 'constant' | 'cosine' | undefined,
-        warmupSteps: intFlag(flags, 'warmup'),
-        evalEvery: intFlag(flags, 'eval-every'),
-        evalLimit: intFlag(flags, 'eval-limit'),
-        keepMasks: flags['no-masks'] ? false : true,
-        ...(flags.qat !== undefined ? { qat: Number(flags.qat) as 8 | 4 } : {}),
+        ...finetuneOptions(parseParams<Record<string, unknown>>(finetuneParams, flags)),
         out: flags.out as string | undefined,
         ep: (flags.ep as EpName | undefined) ?? 'auto',
         limit: intFlag(flags, 'limit'),
@@ -236,7 +213,17 @@ const commands: Record<string, Command> = {
     },
   },
   distill: { usage: 'distill --teacher T --student S|derive:RATIO --data D', summary: 'knowledge distillation' },
-  run: { usage: 'run <recipe.whittle.json>', summary: 'run a recipe headless' },
+  run: {
+    usage: 'run <recipe.whittle.json> [--out DIR]',
+    summary: 'run a recipe: its passes in order, each on the previous output, into one run folder with the final model, the normalised recipe and report.json, report.md and report.html',
+    run: ({ positionals, flags }) => {
+      const file = positionals[0];
+      if (!file) throw new InputError(undefined, 'run needs a recipe file, e.g. whittle run lenet.whittle.json');
+      // Validate here so a bad recipe fails with its JSON path before a worker starts.
+      loadRecipe({ file });
+      return inWorker('runRecipe', { file, out: flags.out as string | undefined });
+    },
+  },
 };
 
 /** True for a readable TF.js model.json; anything else goes the ONNX way, whose checks name the problem. */
@@ -360,15 +347,6 @@ function intFlag(flags: ParsedArgs['flags'], name: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   if (!Number.isSafeInteger(n) || n < 0) throw new InputError(undefined, `option --${name} must be a whole number, not '${v}'`);
-  return n;
-}
-
-/** A numeric flag, or undefined when absent. */
-function numberFlag(flags: ParsedArgs['flags'], name: string): number | undefined {
-  const v = flags[name];
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new InputError(undefined, `option --${name} must be a non-negative number, not '${v}'`);
   return n;
 }
 
@@ -563,6 +541,23 @@ function formatFinetune(r: FinetuneResult): string {
   ].join('\n');
 }
 
+/** A short before/after table of a recipe run, its steps and where the reports are. */
+function formatRun(r: RecipeResult): string {
+  return [
+    r.output,
+    `  ${r.steps.map((s) => s.pass).join(' -> ')}; data ${r.data}; ep ${r.ep}; sha256 ${r.sha256}`,
+    tableRow('', 'before', 'after'),
+    tableRow('file bytes', formatCount(r.sizeBytes.before), formatCount(r.sizeBytes.after)),
+    tableRow('params (zeroed excluded)', formatCount(r.params.before), formatCount(r.params.after)),
+    ...(r.metrics.accuracy ? [tableRow('accuracy', pct(r.metrics.accuracy.before), pct(r.metrics.accuracy.after))] : []),
+    tableRow('latency median (ms)', r.latencyMs.before.toFixed(3), r.latencyMs.after.toFixed(3)),
+    ...(r.metrics.top1Agreement !== undefined ? [`  top-1 agreement with the source ${pct(r.metrics.top1Agreement)}, cosine ${r.metrics.cosine}`] : []),
+    `  sparsity of the layer weights ${pct(r.sparsity)}${r.budget ? `; chain budget ${r.budget.maxDropPt} pt, measured ${r.budget.dropPt} pt` : ''}`,
+    `  report ${r.reportHtml}`,
+    ...r.warnings.map((w) => `  warning: ${w}`),
+  ].join('\n');
+}
+
 /** Runs the CLI; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -595,6 +590,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (name === 'quantize' && (result as TfjsQuantizeResult).format === 'tfjs') process.stdout.write(formatQuantizeTfjs(result as TfjsQuantizeResult) + '\n');
     else if (name === 'quantize') process.stdout.write(formatQuantize(result as QuantizeResult) + '\n');
     else if (name === 'finetune') process.stdout.write(formatFinetune(result as FinetuneResult) + '\n');
+    else if (name === 'run') process.stdout.write(formatRun(result as RecipeResult) + '\n');
     else process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     return 0;
   } catch (err) {

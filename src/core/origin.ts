@@ -17,18 +17,22 @@ export function readOrigin(modelFile: string): ModelOrigin | undefined {
     }
   };
   const report = json('report.json');
-  // Two recipe shapes are written today: the ONNX passes' {source: {file}, steps} and the TF.js passes'
-  // {model (relative to the recipe), passes} (DESIGN.md section 7's run recipe).
+  // recipe.whittle.json is a Recipe (src/core/recipe/types.ts): the model relative to the recipe and its passes.
+  // Recipes written before that had {source: {file}, steps}; they are still read.
   const recipe = json('recipe.whittle.json') as { source?: { file?: string }; steps?: Array<{ pass?: string }>; model?: string; passes?: Array<{ pass?: string }> } | undefined;
-  const source = recipe?.source?.file ?? (typeof recipe?.model === 'string' ? path.resolve(dir, recipe.model) : undefined);
+  const source = typeof recipe?.model === 'string' ? path.resolve(dir, recipe.model) : recipe?.source?.file;
   if (!report || !recipe || !source || typeof report.output !== 'string' || path.resolve(report.output) !== path.resolve(modelFile) || !fs.existsSync(source)) return undefined;
-  const pass = recipe.steps?.[0]?.pass ?? recipe.passes?.[0]?.pass ?? 'unknown';
+  const passes = (recipe.passes ?? recipe.steps ?? []).map((s) => s?.pass ?? 'unknown');
+  // A chain (whittle run): the report is the whole chain's; the first pass names the kind of change only when alone.
+  const pass = passes.length > 1 ? 'recipe' : (passes[0] ?? 'unknown');
   const pct = (x: unknown) => (typeof x === 'number' ? `${(x * 100).toFixed(1)}%` : '?');
   const groups = (report.structured as { groups?: Array<{ channels?: number; kept?: number }> } | undefined)?.groups;
   const channels = groups?.reduce((a, g) => a + (g.channels ?? 0), 0) ?? 0;
   const kept = groups?.reduce((a, g) => a + (g.kept ?? 0), 0) ?? 0;
   const summary =
-    pass === 'quantize'
+    pass === 'recipe'
+      ? `${passes.join(' + ')}${typeof report.sparsity === 'number' ? ` (${pct(report.sparsity)} sparsity)` : ''}`
+      : pass === 'quantize'
       ? `quantized (${String(report.mode ?? report.dtype)})`
       : pass === 'prune' && groups
         ? `structured: removed ${channels - kept} of ${channels} channels in ${groups.length} group${groups.length === 1 ? '' : 's'}`

@@ -10,6 +10,10 @@ import type { EpProbe } from '../core/runtime/probe';
 import type { AnalyzeParams, AnalyzeResult, LayerDoneEvent, LayerHistogram, QuantErrorSummary, TensorTile, TileMode } from './analysis';
 import type { EventMessage } from './rpc';
 import type { FinetuneParams, FinetuneResult } from '../core/train/finetune';
+import type { RunRecipeParams } from '../core/recipe/run';
+import type { RecipeResult } from '../core/recipe/types';
+import type { CompareOptions } from '../core/report/compare';
+import type { ReportData } from '../core/report/types';
 
 /** Requests the extension host (or CLI) makes of the compute worker. */
 export type WorkerRequests = {
@@ -41,6 +45,10 @@ export type WorkerRequests = {
   finetune: { params: FinetuneParams; result: FinetuneResult };
   /** Magnitude-prunes a TF.js model, writes the run folder and measures before/after. */
   pruneTfjs: { params: TfjsPruneParams; result: TfjsPruneResult };
+  /** Runs a recipe (`whittle run`): a file, or a recipe object with the folder its paths are relative to; sends progress events. */
+  runRecipe: { params: RunRecipeParams; result: RecipeResult };
+  /** Evaluates two models on the same data and reports what changed (Compare Models); sends progress events. */
+  compareModels: { params: CompareOptions & { a: string; b: string }; result: ReportData };
 };
 
 /** One range of one tensor whose bytes the worker can reach without a copy. */

@@ -77,7 +77,8 @@ function checkRunFolder(source: string, r: PruneResult): void {
   const report = JSON.parse(fs.readFileSync(path.join(runDir, 'report.json'), 'utf8'));
   for (const key of ['output', 'sizeBytes', 'params', 'sparsity', 'metrics', 'latencyMs', 'ep', 'warnings']) assert.ok(key in report, key);
   const recipe = JSON.parse(fs.readFileSync(path.join(runDir, 'recipe.whittle.json'), 'utf8'));
-  assert.equal(recipe.steps[0].pass, 'prune');
+  assert.equal(recipe.passes[0].pass, 'prune');
+  assert.equal(path.resolve(runDir, recipe.model), path.resolve(source), 'the model, relative to the recipe');
   const m = OnnxModel.open(r.output);
   const meta = new Map(m.proto.metadataProps.map((e) => [e.key, e.value]));
   m.close();

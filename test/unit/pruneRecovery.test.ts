@@ -12,6 +12,7 @@ import { checkNM, pruneNM } from '../../src/core/passes/prune/unstructured';
 import { wandaPrune } from '../../src/core/passes/prune/wanda';
 import { normal, seededRandom } from '../../src/core/random';
 import { OnnxModel } from '../../src/core/formats/onnx/model';
+import { resolveSpec } from '../../src/core/recipe/write';
 import { noSharedData, repoRoot, sharedData, tempDir } from './helpers/paths';
 
 const dir = tempDir('whittle-recovery-');
@@ -202,9 +203,9 @@ describe('prune with --method sparsegpt, --calib-data and --max-drop (mnist-8)',
     assert.ok(drop(gpt) < 0.5 * drop(mag), `sparsegpt ${drop(gpt)} pt vs magnitude ${drop(mag)} pt`);
     assert.equal(gpt.calibData, `${images}#:300`);
     assert.match(gpt.data, /#1000:2000$/);
-    const recipe = JSON.parse(fs.readFileSync(gpt.recipe, 'utf8')) as { steps: Array<{ params: Record<string, unknown> }> };
-    assert.equal(recipe.steps[0].params.method, 'sparsegpt');
-    assert.equal(recipe.steps[0].params.calibData, `${images}#:300`);
+    const recipe = JSON.parse(fs.readFileSync(gpt.recipe, 'utf8')) as { passes: Array<Record<string, unknown>> };
+    assert.equal(recipe.passes[0].method, 'sparsegpt');
+    assert.equal(resolveSpec(recipe.passes[0].calibData as string, path.dirname(gpt.recipe)), `${images}#:300`, 'data paths are relative to the recipe');
     assert.match(fs.readFileSync(path.join(path.dirname(gpt.output), 'report.md'), 'utf8'), /calibration: .*#:300/);
     assert.ok(before.equals(fs.readFileSync(source)), 'the source is unchanged');
   });
@@ -250,7 +251,7 @@ describe('prune with --method sparsegpt, --calib-data and --max-drop (mnist-8)',
       assert.ok(b.tries.some((t) => t.dropPt > 0.5 && t.sparsity > b.chosen), 'a failing try bounds it from above');
       assert.ok(Math.abs(r.sparsity - b.chosen) < 2e-3, `written sparsity ${r.sparsity} vs chosen ${b.chosen}`);
       assert.ok(r.metrics.accuracy!.dropPt <= 0.5, `the written model drops ${r.metrics.accuracy!.dropPt} pt`);
-      assert.equal(JSON.parse(fs.readFileSync(r.recipe, 'utf8')).steps[0].params.sparsity, b.chosen);
+      assert.equal(JSON.parse(fs.readFileSync(r.recipe, 'utf8')).passes[0].sparsity, b.chosen);
       assert.match(fs.readFileSync(path.join(path.dirname(r.output), 'report.md'), 'utf8'), /Metric budget: at most 0.5 pt/);
       assert.ok(!fs.existsSync(path.join(path.dirname(r.output), '.budget')), 'the tries are cleaned up');
     } finally {

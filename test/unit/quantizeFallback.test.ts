@@ -34,7 +34,7 @@ describe('static --max-drop: activation ranges before layers', { skip: noSharedD
     assert.ok(f.fullRange && f.fullRange.length >= 1, JSON.stringify(f));
     for (const x of f.fullRange!) assert.match(x.reason, /^range widened to its observed min\.\.max by --max-drop 0\.1: the (\S+ )?worst of \d+ clipped activation ranges by expected SQNR \(-?[\d.]+ dB over the percentile range/);
     const recipe = JSON.parse(fs.readFileSync(r.recipe, 'utf8'));
-    assert.deepEqual(recipe.steps[0].params.fullRange, f.fullRange!.map((x) => x.tensor));
+    assert.deepEqual(recipe.passes[0].fullRange, f.fullRange!.map((x) => x.tensor));
     assert.match(fs.readFileSync(path.join(path.dirname(r.output), 'report.md'), 'utf8'), /Activation ranges widened to their observed min\.\.max/);
   });
 

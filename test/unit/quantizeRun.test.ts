@@ -43,7 +43,7 @@ describe('whittle quantize: the run', { skip: noSharedData }, () => {
     assert.ok(r.layers.every((l) => l.format === 'qdq'), JSON.stringify(r.layers));
     const saved = JSON.parse(fs.readFileSync(r.report, 'utf8'));
     assert.equal(saved.output, r.output);
-    assert.equal(JSON.parse(fs.readFileSync(r.recipe, 'utf8')).steps[0].pass, 'quantize');
+    assert.equal(JSON.parse(fs.readFileSync(r.recipe, 'utf8')).passes[0].pass, 'quantize');
     // The Inspector finds the source from the run folder, and the per-layer weight error is measurable.
     const origin = readOrigin(r.output);
     assert.equal(origin?.source, model);

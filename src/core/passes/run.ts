@@ -6,7 +6,7 @@ import { sha256File, writeOnnx } from '../formats/onnx/write';
 import { externalFiles, gzipBytes, modelBytes, runFolder } from './runFolder';
 import type { EpName } from '../runtime/ep';
 import { evaluate, type EvalResult, type Progress } from '../runtime/evaluate';
-import { toolName, version } from '../version';
+import { commandRecipe, recipeStep, recipeText } from '../recipe/write';
 import { CancelledError } from '../../protocol/rpc';
 import { InputError } from '../errors';
 import { parseParams } from './pass';
@@ -113,10 +113,10 @@ export async function runPrune(p: PruneParams, signal?: AbortSignal, progress: P
       model.close();
       ({ model, report, budget } = found);
     } else report = await prunePass.apply(model, options, { signal, progress, warnings, calibration });
-    const recipe = { tool: toolName, version, source: { file: source, sha256: sourceSha256 }, steps: [{ pass: prunePass.name, params: report.params }] };
-    const recipeText = JSON.stringify(recipe, null, 2) + '\n';
+    const steps = [{ pass: prunePass.name, params: report.params }];
+    const recipe = commandRecipe({ dir, source, sourceSha256, data: p.data, seed: p.seed, ep: p.ep, limit: p.limit, shapes: p.shapes, passes: [recipeStep('prune', report.params, dir, prunePass.params)] });
     const out = path.join(dir, path.basename(source).replace(/\.onnx$/i, '') + '.onnx');
-    const written = writeOnnx(model, out, { provenance: { sourceSha256, recipe: JSON.stringify(recipe.steps) } });
+    const written = writeOnnx(model, out, { provenance: { sourceSha256, recipe: JSON.stringify(steps) } });
     const outFiles = [written.file, ...(written.dataFile ? [written.dataFile] : [])];
     const afterBytes = outFiles.reduce((a, f) => a + fs.statSync(f).size, 0);
     const dense = report.layers.reduce((a, l) => a + l.params * 4, 0);
@@ -161,7 +161,7 @@ export async function runPrune(p: PruneParams, signal?: AbortSignal, progress: P
       data: after.data,
       ...(options.calibData && options.calibData !== p.data ? { calibData: options.calibData } : {}),
     };
-    writeFileAtomic(result.recipe, recipeText);
+    writeFileAtomic(result.recipe, recipeText(recipe));
     writeFileAtomic(path.join(dir, 'report.md'), reportMarkdown(result));
     writeFileAtomic(result.report, JSON.stringify(result, null, 2) + '\n');
     return result;

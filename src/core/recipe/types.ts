@@ -1,4 +1,5 @@
 import type { EpName } from '../runtime/ep';
+import type { ReportData } from '../report/types';
 
 /** The passes a recipe can chain. */
 export type PassName = 'prune' | 'quantize' | 'finetune' | 'distill';
@@ -31,6 +32,8 @@ export interface Recipe {
   out?: string;
   maxDrop?: number;
   limit?: number;
+  /** Fixed sizes of dynamic inputs (the CLI's --shape NAME=1x3x224x224). */
+  shapes?: Record<string, number[]>;
   passes: RecipePass[];
   tool?: string;
   version?: string;
@@ -64,7 +67,7 @@ export interface RecipeResult {
   output: string;
   sizeBytes: { before: number; after: number };
   params: { before: number; after: number };
-  /** Exact zeros over all parameter elements of the final model (float weights; quantized weights count their stored zeros). */
+  /** Exact zeros over all elements of the final model's layer weights (quantized weights as they compute: dequantized). */
   sparsity: number;
   metrics: {
     before: RecipeFigures;
@@ -92,4 +95,6 @@ export interface RecipeResult {
   /** The chain budget (top-level maxDrop) and the drop measured on the final model. */
   budget?: { maxDropPt: number; metric: 'accuracy' | 'top1Agreement'; dropPt: number };
   data: string;
+  /** What report.html and report.md show (also in report.json). */
+  reportData: ReportData;
 }

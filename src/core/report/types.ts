@@ -84,7 +84,8 @@ export interface ReportHeatmap {
 }
 
 export interface ReportPareto {
-  x: 'sizeBytes' | 'sparsity' | 'latencyMs';
+  /** What the x axis shows: file size, sparsity, latency, or how many layers a quantize fallback kept in float. */
+  x: 'sizeBytes' | 'sparsity' | 'latencyMs' | 'floatLayers';
   y: 'dropPt';
   /** What the drop measures. */
   metric: 'accuracy' | 'top1Agreement';

@@ -12,7 +12,8 @@ import { sha256File, writeOnnx } from '../formats/onnx/write';
 import { modelBytes, runFolder } from '../passes/runFolder';
 import type { EpName } from '../runtime/ep';
 import { evaluate, type Progress } from '../runtime/evaluate';
-import { toolName, version } from '../version';
+import { commandRecipe, recipeStep, recipeText } from '../recipe/write';
+import { finetuneParams } from './params';
 import { InputError } from '../errors';
 import { train, type TrainProgress, type TrainResult } from './loop';
 import { insertWeightFakeQuant } from './qat';
@@ -141,9 +142,10 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
     for (const [name, w] of result.weights) replaceTensorData(model.graph, name, w);
 
     const steps = { pass: 'finetune', params: { epochs, batch, lr, optimizer, momentum: p.momentum, weightDecay: p.weightDecay, schedule: p.schedule ?? 'constant', warmupSteps: p.warmupSteps, keepMasks: p.keepMasks ?? true, seed: p.seed ?? 0, data: p.data, evalData: p.evalData, ...(p.qat ? { qat: p.qat } : {}) } };
-    const recipe = { tool: toolName, version, source: { file: source, sha256: sourceSha256 }, steps: [steps] };
+    const given = { epochs: p.epochs, lr: p.lr, batch: p.batch, optimizer: p.optimizer, momentum: p.momentum, weightDecay: p.weightDecay, schedule: p.schedule, warmup: p.warmupSteps, evalData: p.evalData, evalEvery: p.evalEvery, evalLimit: p.evalLimit, noMasks: p.keepMasks === false ? true : undefined, qat: p.qat !== undefined ? String(p.qat) : undefined };
+    const recipe = commandRecipe({ dir, source, sourceSha256, data: p.data, seed: p.seed, ep: p.ep, limit: p.limit, passes: [recipeStep('finetune', given, dir, finetuneParams)] });
     const out = path.join(dir, path.basename(source).replace(/\.onnx$/i, '') + '.onnx');
-    const written = writeOnnx(model, out, { provenance: { sourceSha256, recipe: JSON.stringify(recipe.steps) } });
+    const written = writeOnnx(model, out, { provenance: { sourceSha256, recipe: JSON.stringify([steps]) } });
     const afterBytes = fs.statSync(written.file).size + (written.dataFile ? fs.statSync(written.dataFile).size : 0);
 
     progress(undefined, 'evaluating the fine-tuned model');
@@ -195,7 +197,7 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
       training: { ...record, epochs, batch, lr, optimizer, trainedWeights: [...result.weights.keys()] },
       ...(qat ? { qat } : {}),
     };
-    writeFileAtomic(res.recipe, JSON.stringify(recipe, null, 2) + '\n');
+    writeFileAtomic(res.recipe, recipeText(recipe));
     writeFileAtomic(path.join(dir, 'report.md'), reportMarkdown(res));
     writeFileAtomic(res.report, JSON.stringify(res, null, 2) + '\n');
     return res;

@@ -12,6 +12,8 @@ import { runQuantize } from '../passes/quantize/run';
 import { runQuantizeTfjs } from '../passes/quantize/tfjs';
 import { runPruneTfjs } from '../passes/prune/tfjs';
 import { runFinetune } from '../train/finetune';
+import { runRecipe } from '../recipe/run';
+import { compareModels } from '../report/compare';
 import { ModelCache } from './modelCache';
 import { RpcEndpoint, type Handlers } from '../../protocol/rpc';
 import type { FromWorkerEvent, ToWorkerEvent, WorkerHostRequests, WorkerRequests } from '../../protocol/worker';
@@ -31,6 +33,8 @@ const handlers: Handlers<WorkerRequests> = {
   finetune: (params, signal) => runFinetune(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   pruneTfjs: (params, signal) => runPruneTfjs(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   quantizeTfjs: (params, signal) => runQuantizeTfjs(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
+  runRecipe: (params, signal) => runRecipe(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
+  compareModels: ({ a, b, ...options }, signal) => compareModels(a, b, options, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   layerHistogram: ({ file, layer, tensor, bins, range }) => layerHistogram(models.get(file), layer, tensor, bins, range),
   tensorTile: ({ file, tensor, row, col, rows, cols, stride, mode, source }) => tensorTile(models.get(file), tensor, row, col, rows, cols, stride, mode, source ? models.onnx(source) : undefined),
   quantError: ({ file, source, layer }) => {

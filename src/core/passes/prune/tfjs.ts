@@ -1,4 +1,7 @@
 import * as fs from 'node:fs';
+import { commandRecipe, recipeStep, recipeText } from '../../recipe/write';
+import { prunePass } from './unstructured';
+import { pruneExtra } from '../../recipe/params';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { writeFileAtomic } from '../../atomicWrite';
@@ -12,7 +15,6 @@ import { outputDir } from '../../output';
 import type { EvalResult, Progress } from '../../runtime/evaluate';
 import { runTfjs } from '../../runtime/evaluateTfjs';
 import { loadTfjs, type TfjsRunner } from '../../runtime/tfjs';
-import { version } from '../../version';
 
 /** What `whittle prune` takes for a TF.js model: magnitude pruning, per layer or with one global threshold. */
 export interface TfjsPruneParams {
@@ -165,13 +167,16 @@ export async function runPruneTfjs(p: TfjsPruneParams, signal?: AbortSignal, pro
       report: path.join(outDir, 'report.json'),
       ...(p.data ? { data: p.data } : {}),
     };
-    const recipe = {
-      model: path.relative(outDir, path.resolve(p.model)),
-      ...(p.data ? { data: p.data } : {}),
-      passes: [{ pass: 'prune', method: 'magnitude', sparsity: p.sparsity, scope: p.scope ?? 'layer', ...(p.exclude?.length ? { exclude: p.exclude } : {}), ...(dtype !== 'float32' ? { tfjsDtype: dtype } : {}) }],
-      whittle: version,
-    };
-    writeFileAtomic(result.recipe, JSON.stringify(recipe, null, 2) + '\n');
+    const recipe = commandRecipe({
+      dir: outDir,
+      source: p.model,
+      data: p.data,
+      seed: p.seed,
+      limit: p.limit,
+      shapes: p.shapes,
+      passes: [recipeStep('prune', { method: 'magnitude', sparsity: p.sparsity, scope: p.scope, exclude: p.exclude, tfjsDtype: dtype !== 'float32' ? dtype : undefined, output: p.output, shardSize: p.shardBytes }, outDir, [...prunePass.params, ...pruneExtra])],
+    });
+    writeFileAtomic(result.recipe, recipeText(recipe));
     writeFileAtomic(result.report, JSON.stringify(result, null, 2) + '\n');
     writeFileAtomic(path.join(outDir, 'report.md'), [
       `# TF.js magnitude pruning: ${p.sparsity} (${p.scope ?? 'layer'})`,

@@ -7,7 +7,8 @@ import { sha256File, writeOnnx } from '../../formats/onnx/write';
 import type { EpName } from '../../runtime/ep';
 import { evaluate, type EvalResult, type Progress } from '../../runtime/evaluate';
 import { compareLatency, type LatencyComparison } from '../../runtime/timing';
-import { toolName, version } from '../../version';
+import { commandRecipe, recipeStep, recipeText } from '../../recipe/write';
+import { quantizeExtra } from '../../recipe/params';
 import { parseParams, type PassContext } from '../pass';
 import { externalFiles, gzipBytes, modelBytes, runFolder } from '../runFolder';
 import { normalizeQuantizeOptions, quantizePass } from './index';
@@ -133,8 +134,8 @@ export async function runQuantize(p: QuantizeParams, signal?: AbortSignal, progr
       const model = OnnxModel.open(source);
       const ctx: PassContext = { signal, progress, warnings: [], calibration };
       const report = await quantizePass.apply(model, { ...options, exclude: [...options.exclude, ...float], ...(fullRange.length ? { fullRange: [...(options.fullRange ?? []), ...fullRange] } : {}) }, ctx);
-      const recipe = recipeOf(source, sourceSha256, { ...report.params, exclude: [...options.exclude, ...float] });
-      const written = writeOnnx(model, file, { provenance: { sourceSha256, recipe: JSON.stringify(recipe.steps) } });
+      const steps = [{ pass: quantizePass.name, params: { ...report.params, exclude: [...options.exclude, ...float] } }];
+      const written = writeOnnx(model, file, { provenance: { sourceSha256, recipe: JSON.stringify(steps) } });
       return { model, report, passWarnings: ctx.warnings, files: [written.file, ...(written.dataFile ? [written.dataFile] : [])] };
     };
 
@@ -242,7 +243,8 @@ export async function runQuantize(p: QuantizeParams, signal?: AbortSignal, progr
     if (preflight.advice) warnings.push(preflight.advice);
 
     const outFiles = chosen.files;
-    const recipe = recipeOf(source, sourceSha256, { ...chosen.report.params, exclude: [...options.exclude, ...float] });
+    const given = { ...chosen.report.params, exclude: [...options.exclude, ...float], calibData: p.calibData, calibLimit: p.calibLimit, maxTries: p.maxTries, maxSeconds: p.maxSeconds } as unknown as Record<string, unknown>;
+    const recipe = commandRecipe({ dir, source, sourceSha256, data: p.data, seed: p.seed, ep: p.ep, limit: p.limit, shapes: p.shapes, passes: [recipeStep('quantize', given, dir, [...quantizePass.params, ...quantizeExtra])] });
     const result: QuantizeResult = {
       output: out,
       sizeBytes: { before: modelBytes(sourceModel), after: outFiles.reduce((a, f) => a + fs.statSync(f).size, 0), gzip: gzipBytes(outFiles), gzipBefore: gzipBytes([source, ...externalFiles(sourceModel)]) },
@@ -275,7 +277,7 @@ export async function runQuantize(p: QuantizeParams, signal?: AbortSignal, progr
       calibData,
     };
     chosen.model.close();
-    writeFileAtomic(result.recipe, JSON.stringify(recipe, null, 2) + '\n');
+    writeFileAtomic(result.recipe, recipeText(recipe));
     writeFileAtomic(path.join(dir, 'report.md'), quantizeMarkdown(result));
     writeFileAtomic(result.report, JSON.stringify(result, null, 2) + '\n');
     return result;
@@ -300,10 +302,6 @@ function countZeros(v: Float32Array): number {
   let z = 0;
   for (let i = 0; i < v.length; i++) if (v[i] === 0) z++;
   return z;
-}
-
-function recipeOf(source: string, sha256: string, params: Record<string, unknown>) {
-  return { tool: toolName, version, source: { file: source, sha256 }, steps: [{ pass: quantizePass.name, params }] };
 }
 
 /**

@@ -1,4 +1,7 @@
 import * as fs from 'node:fs';
+import { commandRecipe, recipeStep, recipeText } from '../../recipe/write';
+import { quantizeParams } from './params';
+import { quantizeExtra } from '../../recipe/params';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { writeFileAtomic } from '../../atomicWrite';
@@ -10,7 +13,6 @@ import { outputDir } from '../../output';
 import type { EvalResult, Progress } from '../../runtime/evaluate';
 import { runTfjs } from '../../runtime/evaluateTfjs';
 import { loadTfjs, type TfjsRunner } from '../../runtime/tfjs';
-import { version } from '../../version';
 
 /** The stored forms `whittle quantize` offers for TF.js: one for every float weight, or a per-layer uint8/float16 mix. */
 export type TfjsQuantDtype = 'uint8' | 'uint16' | 'float16' | 'mix';
@@ -249,13 +251,16 @@ export async function runQuantizeTfjs(p: TfjsQuantizeParams, signal?: AbortSigna
         scoredOutput: original.outputs[original.scored],
       };
       if (!p.data) result.warnings.push('no --data: accuracy before and after was not measured');
-      const recipe = {
-        model: path.relative(outDir, path.resolve(p.model)),
-        ...(p.data ? { data: p.data } : {}),
-        passes: [{ pass: 'quantize', tfjsDtype: p.dtype, ...(p.dtype === 'mix' ? { maxDrop, ...(p.calibData ? { calibData: p.calibData } : {}) } : {}), ...(p.exclude?.length ? { exclude: p.exclude } : {}) }],
-        whittle: version,
-      };
-      writeFileAtomic(result.recipe, JSON.stringify(recipe, null, 2) + '\n');
+      const recipe = commandRecipe({
+        dir: outDir,
+        source: p.model,
+        data: p.data,
+        seed: p.seed,
+        limit: p.limit,
+        shapes: p.shapes,
+        passes: [recipeStep('quantize', { tfjsDtype: p.dtype, ...(p.dtype === 'mix' ? { maxDrop, calibData: p.calibData } : {}), calibLimit: p.calibLimit, exclude: p.exclude, output: p.output, shardSize: p.shardBytes }, outDir, [...quantizeParams, ...quantizeExtra])],
+      });
+      writeFileAtomic(result.recipe, recipeText(recipe));
       writeFileAtomic(result.report, JSON.stringify(result, null, 2) + '\n');
       writeFileAtomic(path.join(outDir, 'report.md'), tfjsQuantizeMarkdown(result));
       return result;
