@@ -67,8 +67,8 @@ test('the custom editor opens a .onnx as the Model Inspector', async () => {
 });
 
 test('a command that has not landed says so instead of pretending', async () => {
-  const message = await vscode.commands.executeCommand<string>('whittle.compress', vscode.Uri.file(sample()));
-  assert.match(message, /Compress Model… is not available yet/);
+  const message = await vscode.commands.executeCommand<string>('whittle.distill', vscode.Uri.file(sample()));
+  assert.match(message, /Distill… is not available yet/);
 });
 
 test('Compare Models runs both models in a worker and reports agreement 1 and SQNR inf for a model against itself', async () => {
@@ -81,9 +81,16 @@ test('Compare Models runs both models in a worker and reports agreement 1 and SQ
   assert.equal(result.samples, 8);
   assert.equal(result.top1Agreement, 1);
   assert.equal(result.sqnrDb, 'inf');
-  const doc = vscode.window.activeTextEditor?.document;
-  assert.match(doc?.getText() ?? '', /Top-1 agreement \| 100\.00%/);
-  await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
+  // The comparison shows in the Report panel (reportHtml() of the two models).
+  const deadline = Date.now() + 30_000;
+  let tab: vscode.Tab | undefined;
+  while (!tab && Date.now() < deadline) {
+    tab = vscode.window.tabGroups.all.flatMap((g) => g.tabs).find((t) => t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith('whittle.report'));
+    if (!tab) await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.ok(tab, 'no Report panel opened');
+  assert.match(tab.label, /^Compare: lenet-sample\.onnx vs lenet-sample\.onnx$/);
+  await vscode.window.tabGroups.close(tab);
 });
 
 /** Every file under `dir`, relative, sorted. */

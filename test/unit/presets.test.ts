@@ -4,7 +4,15 @@ import { parseParams, type ParamSpec } from '../../src/core/passes/pass';
 import { pruneParams } from '../../src/core/passes/prune/unstructured';
 import { normalizeQuantizeOptions } from '../../src/core/passes/quantize';
 import { quantizeParams, type QuantizeOptions } from '../../src/core/passes/quantize/params';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { writeFileAtomic } from '../../src/core/atomicWrite';
+import { sha256File } from '../../src/core/hash';
 import { presetById, presetRecipe, presets } from '../../src/core/recipe/presets';
+import { runRecipe } from '../../src/core/recipe/run';
+import { validateRecipe } from '../../src/core/recipe/schema';
+import { buildSampleModel } from '../../src/core/samples/sampleModel';
+import { tempDir } from './helpers/paths';
 
 const tables: Record<string, ParamSpec[]> = { prune: pruneParams, quantize: quantizeParams };
 
@@ -47,5 +55,39 @@ describe('Compress wizard presets', () => {
     recipe.passes[0].sparsity = 0.1;
     assert.notEqual(preset.passes[0].sparsity, 0.1, 'the preset itself was changed');
     assert.equal(presetRecipe(presetById('sparse-50')!, 'm.onnx', 'random').maxDrop, undefined);
+  });
+
+  test('every preset\'s recipe validates against the recipe schema (and a broken one does not)', () => {
+    for (const preset of presets) {
+      const recipe = presetRecipe(preset, 'model.onnx', 'mnist.gz', { limit: 64 });
+      assert.deepEqual(validateRecipe(recipe, `${preset.id}.whittle.json`), [], preset.id);
+    }
+    const broken = presetRecipe(presetById('sparse-50')!, 'model.onnx', 'random');
+    broken.passes[0].sparsity = 1.5;
+    broken.passes.push({ pass: 'quantize', mode: 'int3' });
+    const issues = validateRecipe(broken).map((i) => i.path);
+    assert.ok(issues.includes('/passes/0/sparsity') && issues.includes('/passes/1/mode'), JSON.stringify(issues));
+  });
+
+  test('every preset runs on the sample model (random data, 8 samples) and leaves the source alone', async () => {
+    const dir = tempDir('whittle-presets-');
+    try {
+      const model = path.join(dir, 'lenet.onnx');
+      writeFileAtomic(model, buildSampleModel());
+      const sha = sha256File(model);
+      for (const preset of presets) {
+        const file = path.join(dir, `${preset.id}.whittle.json`);
+        writeFileAtomic(file, JSON.stringify(presetRecipe(preset, 'lenet.onnx', 'random', { limit: 8 })));
+        const result = await runRecipe({ file });
+        assert.equal(result.steps.length, preset.passes.length, preset.id);
+        assert.deepEqual(result.steps.map((s) => s.pass), preset.passes.map((p) => p.pass), preset.id);
+        assert.ok(fs.existsSync(result.output) && fs.existsSync(result.reportHtml), `${preset.id}: output or report missing`);
+        assert.equal(sha256File(result.output), result.sha256, preset.id);
+        assert.ok(path.basename(result.outDir).startsWith(`${preset.id}-`), `${preset.id}: run folder ${result.outDir}`);
+      }
+      assert.equal(sha256File(model), sha, 'the source model changed');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -76,9 +76,11 @@ export function presetById(id: string): Preset | undefined {
   return presets.find((p) => p.id === id);
 }
 
-/** The recipe a preset makes for a model (a relative path from where the recipe is saved), with data and seed. */
+/**
+ * The recipe a preset makes for a model (a relative path from where the recipe is saved), with data and seed.
+ * No `$schema`: the extension validates *.whittle.json by file name, and a URL would send the editor fetching.
+ */
 export function presetRecipe(preset: Preset, model: string, data: string, extra: { seed?: number; limit?: number } = {}): {
-  $schema: string;
   model: string;
   data: string;
   seed: number;
@@ -87,7 +89,6 @@ export function presetRecipe(preset: Preset, model: string, data: string, extra:
   passes: PresetPass[];
 } {
   return {
-    $schema: recipeSchemaId,
     model,
     data,
     seed: extra.seed ?? 0,
@@ -96,6 +97,3 @@ export function presetRecipe(preset: Preset, model: string, data: string, extra:
     passes: preset.passes.map((p) => ({ ...p })),
   };
 }
-
-/** The `$schema` a wizard-written recipe names (the schema file the extension contributes for *.whittle.json). */
-export const recipeSchemaId = 'https://whittle.dev/schemas/whittle-recipe.schema.json';
