@@ -304,7 +304,7 @@ export class CompressPanel {
       this.lastRun = result.outDir;
       const ratio = result.sizeBytes.before > 0 ? result.sizeBytes.after / result.sizeBytes.before : 1;
       const acc = result.metrics.accuracy;
-      const quality = acc ? vscode.l10n.t('accuracy {0}% ({1} pt)', (acc.after * 100).toFixed(2), (-acc.dropPt).toFixed(2)) : result.metrics.top1Agreement !== undefined ? vscode.l10n.t('top-1 agreement {0}%', (result.metrics.top1Agreement * 100).toFixed(1)) : '';
+      const quality = acc ? vscode.l10n.t('accuracy {0}% ({1} pt)', (acc.after * 100).toFixed(2), `${acc.dropPt > 0 ? '−' : '+'}${Math.abs(acc.dropPt).toFixed(2)}`) : result.metrics.top1Agreement !== undefined ? vscode.l10n.t('top-1 agreement {0}%', (result.metrics.top1Agreement * 100).toFixed(1)) : '';
       const summary = [vscode.l10n.t('{0}x the size', ratio.toFixed(2)), quality].filter(Boolean).join(', ');
       this.channel.rpc.sendEvent({
         type: 'runFinished',

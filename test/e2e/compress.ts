@@ -161,7 +161,8 @@ export async function compressWizardSteps(page: Page, steps: Steps, workspace: s
     const sha = sha256(again);
     check(sha === first.sha, `the CodeLens run wrote ${sha}, the wizard run ${first.sha}`);
     steps.log(`CodeLens run: ${path.relative(workspace, again)}, SHA-256 ${sha.slice(0, 16)}… (same as the wizard's)`);
-    // "Open report" appears beside it once the recipe has run.
+    // "Open report" appears beside it once the recipe has run (the report opened over the recipe's editor).
+    await page.locator('.tabs-container .tab', { hasText: path.basename(recipeFile) }).first().click();
     await page.locator('.codelens-decoration a', { hasText: 'Open report' }).waitFor({ timeout: 20_000 });
     check(sha256(source) === sourceSha, 'the source model changed');
   }), false);
@@ -194,6 +195,9 @@ export async function compressWizardSteps(page: Page, steps: Steps, workspace: s
     // Let it get going: a run folder appears, or a couple of seconds pass.
     for (let i = 0; i < 20 && fs.readdirSync(runsDir).every((n) => runsBefore.has(n)); i++) await page.waitForTimeout(200);
     await page.waitForTimeout(500);
+    const started = fs.readdirSync(runsDir).filter((n) => !runsBefore.has(n));
+    const midway = ((await w.locator('#run-status').textContent()) ?? '').trim();
+    check(midway !== 'Starting…' && (await w.locator('#run-status').getAttribute('data-state')) === 'running', `not mid-run when cancelling: '${midway}'`);
     const t0 = Date.now();
     await w.locator('#cancel').click();
     await w.locator('#run-status[data-state="cancelled"]').waitFor({ timeout: 5_000 });
@@ -209,7 +213,7 @@ export async function compressWizardSteps(page: Page, steps: Steps, workspace: s
       await page.waitForTimeout(250);
     }
     check(left.length === 0, `cancelled run left ${left.join(', ')}`);
-    steps.log(`cancel: ready again ${ms} ms after the click; no run folder left`);
+    steps.log(`cancel at '${midway}' (run folder ${started.join(', ') || 'not yet created'}): ready again ${ms} ms after the click; no run folder left`);
     check(sha256(source) === sourceSha, 'the source model changed');
   }), false);
 }
