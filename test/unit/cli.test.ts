@@ -60,7 +60,7 @@ describe('whittle CLI', () => {
     ['a command that has not landed', ['distill', '--teacher', 'x.onnx'], 2, /^whittle: The 'distill' command is not available yet in this version of Whittle$/],
     ['int4 outside weight-only', ['quantize', 'x.onnx', '--mode', 'static', '--bits', '4'], 1, /^whittle: --bits 4 is for --mode weight-only; --mode static quantizes to 8 bits$/],
     ['a bad calibration method', ['quantize', 'x.onnx', '--calibration', 'guess'], 1, /^whittle: option --calibration must be one of minmax, percentile, entropy, mse, not 'guess'$/],
-    ['a planned command', ['run', 'x.whittle.json'], 2, /^whittle: The 'run' command is not available yet in this version of Whittle$/],
+    ['a missing recipe', ['run', path.join(dir, 'x.whittle.json')], 1, /^whittle: .*x\.whittle\.json: cannot read the recipe: ENOENT$/],
   ];
   fs.writeFileSync(path.join(dir, 'garbage.onnx'), Buffer.from([0x08, 0x07, 0x3a, 0xff, 0xff, 0x01, 0x02]));
   for (const [name, args, code, message] of failures) {

@@ -276,6 +276,8 @@ export async function runRecipe(p: RunRecipeParams, signal?: AbortSignal, progre
   } catch (err) {
     if (created) fs.rmSync(dir, { recursive: true, force: true });
     if (parentCreated) fs.rmSync(parent, { recursive: true, force: true });
+    // Whatever a pass threw when the signal stopped it (an AbortError of a timer or a stream), it was a cancel.
+    if (signal?.aborted && !(err instanceof CancelledError)) throw new CancelledError();
     throw err;
   }
 }

@@ -119,7 +119,7 @@ function compareLayers(mb: OnnxModel, ma: OnnxModel, top: number) {
     const b = weightsOf(mb, lb);
     if (!b) continue;
     const la = afterByName.get(lb.name);
-    const a = la ? weightsOf(ma, la) : undefined;
+    const a = la ? inLayoutOf(weightsOf(ma, la), b) : undefined;
     const zb = zeros(b.values);
     const za = a ? zeros(a.values) : 0;
     totals.elementsBefore += b.values.length;
@@ -175,6 +175,18 @@ function compareLayers(mb: OnnxModel, ma: OnnxModel, top: number) {
     params: { before, after: before - lost },
     sparsity: { before: round(totals.elementsBefore ? totals.zerosBefore / totals.elementsBefore : 0, 6), after: round(totals.elementsAfter ? totals.zerosAfter / totals.elementsAfter : 0, 6) },
   };
+}
+
+/**
+ * The after weight in the before weight's layout: a MatMulNBits weight reads as [K, N] where the Gemm it
+ * replaced stored [N, K] (transB), so a transposed 2-D matrix is transposed back.
+ */
+function inLayoutOf(a: Weights | undefined, b: Weights): Weights | undefined {
+  if (!a || a.shape.length !== 2 || b.shape.length !== 2 || a.shape.join() === b.shape.join() || a.shape[0] !== b.shape[1] || a.shape[1] !== b.shape[0]) return a;
+  const [r, c] = a.shape;
+  const t = new Float32Array(a.values.length);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) t[j * r + i] = a.values[i * c + j];
+  return { values: t, shape: [c, r], format: a.format };
 }
 
 /** Counts of both weights over shared edges. */
