@@ -87,7 +87,9 @@ export function withToolbar(html: string): string {
     `<div id="whittle-report-toolbar" style="position:sticky;top:0;z-index:10;display:flex;justify-content:flex-end;padding:6px 0;background:inherit">` +
     `<button id="export-html" type="button" style="font:inherit;padding:4px 10px;cursor:pointer;color:var(--vscode-button-foreground,#fff);background:var(--vscode-button-background,#0e639c);border:none;border-radius:2px">${escapeHtml(vscode.l10n.t('Export HTML'))}</button></div>` +
     `<script nonce="${nonce}">(function(){const api=acquireVsCodeApi();document.getElementById('export-html').addEventListener('click',function(){api.postMessage({type:'export'});});})();</script>`;
-  let out = /<head[^>]*>/i.test(html) ? html.replace(/<head[^>]*>/i, (m) => `${m}${csp}`) : `${csp}${html}`;
+  // The page's own CSP (no scripts at all) would block the toolbar's: this one replaces it, adding only the nonce.
+  const page = html.replace(/<meta\s+http-equiv=["']Content-Security-Policy["'][^>]*>/gi, '');
+  let out = /<head[^>]*>/i.test(page) ? page.replace(/<head[^>]*>/i, (m) => `${m}${csp}`) : `${csp}${page}`;
   out = /<body[^>]*>/i.test(out) ? out.replace(/<body[^>]*>/i, (m) => `${m}${toolbar}`) : `${out}${toolbar}`;
   return out;
 }

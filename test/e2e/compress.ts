@@ -42,16 +42,7 @@ export async function compressWizardSteps(page: Page, steps: Steps, workspace: s
   };
 
   await steps.step('Explorer ▸ Whittle ▸ Compress Model… opens the wizard on the model card', failShot('compress-1-model', async () => {
-    const item = page.getByRole('treeitem', { name: new RegExp(`^${sampleModelName.replace('.', '\\.')}`) }).and(page.locator('[aria-level="1"]')).first();
-    if (!(await item.isVisible())) await page.locator('.activitybar .action-item a[aria-label^="Explorer"]').first().click();
-    await item.waitFor({ timeout: 20_000 });
-    const whittle = page.locator('.context-view .monaco-menu .action-label', { hasText: /^Whittle$/ });
-    await openUntil(page, () => item.click({ button: 'right' }), whittle);
-    await whittle.hover();
-    const entry = page.locator('.context-view .monaco-menu .action-label', { hasText: /^Compress Model…$/ });
-    await entry.waitFor({ timeout: 10_000 });
-    await entry.hover();
-    await entry.click();
+    await explorerCompress(page);
     wizard = await frameWith(page, '#card-params', 60_000);
     const params = (await wizard.locator('#card-params').textContent())?.trim();
     check(params === sampleModelParams.toLocaleString('en-US'), `the model card shows '${params}' parameters, expected ${sampleModelParams}`);
@@ -126,6 +117,25 @@ export async function compressWizardSteps(page: Page, steps: Steps, workspace: s
     steps.log(`report: size ${before} -> ${after}`);
     await shot('compress-5-report');
     fs.copyFileSync(path.join(results, 'compress-5-report.png'), path.join(repoRoot, 'docs', 'compress-report.png'));
+    // Export HTML: VS Code's save dialog (code-server's is a path box), then the standalone page on disk.
+    const exported = path.join(workspace, 'exported-report.html');
+    await report.locator('#export-html').click();
+    const input = page.locator('.quick-input-widget input').first();
+    await input.waitFor({ state: 'visible', timeout: 15_000 });
+    // The dialog fills in its default path a moment after it shows: type ours after that, and check it stuck.
+    for (let i = 0; i < 25 && !(await input.inputValue()).endsWith('-report.html'); i++) await page.waitForTimeout(200);
+    await input.fill(exported);
+    await page.waitForTimeout(300);
+    check((await input.inputValue()) === exported, `the save dialog shows '${await input.inputValue()}'`);
+    await input.press('Enter');
+    for (let i = 0; i < 25 && !fs.existsSync(exported); i++) await page.waitForTimeout(200);
+    const ok = page.locator('.quick-input-widget .monaco-button', { hasText: /^OK$/ });
+    if (!fs.existsSync(exported) && (await ok.isVisible())) await ok.click();
+    for (let i = 0; i < 50 && !fs.existsSync(exported); i++) await page.waitForTimeout(200);
+    check(fs.existsSync(exported), `Export HTML wrote nothing at ${exported}`);
+    const html = fs.readFileSync(exported, 'utf8');
+    check(html.includes('id="size-after"') && !/<script/i.test(html) && !html.includes('export-html'), 'the exported page is not the standalone report (ids, no scripts, no toolbar)');
+    steps.log(`Export HTML: ${html.length} bytes, standalone`);
   }));
 
   await steps.step('the output and the recipe sit beside the source, whose SHA-256 is unchanged', async () => {
@@ -183,7 +193,9 @@ export async function compressWizardSteps(page: Page, steps: Steps, workspace: s
 
   await steps.step('Cancel mid-run: the wizard is ready again within 1 s and no run folder is left', failShot('compress-cancel', async () => {
     // Back to the wizard's tab; a slower goal (a sparsity search and calibration) on more samples.
-    await page.locator('.tabs-container .tab', { hasText: 'Compress lenet-sample.onnx' }).first().click();
+    // Compress Model… on the same model reveals its open wizard, where it was left.
+    await explorerCompress(page);
+    await w.locator('#back').waitFor({ state: 'visible', timeout: 10_000 });
     await w.locator('#back').click();
     await w.locator('#back').click();
     await w.locator('label[for="preset-smallest-1pct"]').click();
@@ -219,6 +231,20 @@ export async function compressWizardSteps(page: Page, steps: Steps, workspace: s
     steps.log(`cancel at '${midway}' (run folder ${started.join(', ') || 'not yet created'}): ready again ${ms} ms after the click; no run folder left`);
     check(sha256(source) === sourceSha, 'the source model changed');
   }), false);
+}
+
+/** Explorer ▸ right-click the sample model ▸ Whittle ▸ Compress Model…. */
+async function explorerCompress(page: Page): Promise<void> {
+  const item = page.getByRole('treeitem', { name: new RegExp(`^${sampleModelName.replace('.', '\\.')}`) }).and(page.locator('[aria-level="1"]')).first();
+  if (!(await item.isVisible())) await page.locator('.activitybar .action-item a[aria-label^="Explorer"]').first().click();
+  await item.waitFor({ timeout: 20_000 });
+  const whittle = page.locator('.context-view .monaco-menu .action-label', { hasText: /^Whittle$/ });
+  await openUntil(page, () => item.click({ button: 'right' }), whittle);
+  await whittle.hover();
+  const entry = page.locator('.context-view .monaco-menu .action-label', { hasText: /^Compress Model…$/ });
+  await entry.waitFor({ timeout: 10_000 });
+  await entry.hover();
+  await entry.click();
 }
 
 function sha256(file: string): string {

@@ -190,6 +190,24 @@ test('Select Execution Provider is backed by the whittle.executionProvider setti
 });
 
 /** Entry point called by the extension host (the extensionTestsPath contract). */
+test('Run Recipe runs a *.whittle.json into a run folder beside the model, and Open Report finds its latest run', async () => {
+  const recipe = path.join(workspace(), 'it-sparse.whittle.json');
+  fs.writeFileSync(recipe, JSON.stringify({ model: 'lenet-sample.onnx', data: 'random', limit: 8, passes: [{ pass: 'prune', sparsity: 0.5 }] }));
+  const before = fs.readFileSync(sample());
+  const result = await vscode.commands.executeCommand<{ outDir: string; output: string; sha256: string; reportHtml: string; sparsity: number } | undefined>('whittle.runRecipe', vscode.Uri.file(recipe));
+  assert.ok(result, 'no result');
+  assert.equal(path.relative(workspace(), result.outDir).split(path.sep)[0], 'lenet-sample.whittle');
+  assert.match(path.basename(result.outDir), /^it-sparse-/);
+  assert.ok(fs.existsSync(result.output) && fs.existsSync(result.reportHtml), 'run folder files missing');
+  assert.ok(result.sparsity > 0.4, `sparsity ${result.sparsity}`);
+  assert.ok(fs.readFileSync(sample()).equals(before), 'the source model changed');
+  const shown = await vscode.commands.executeCommand<string | undefined>('whittle.openReport', vscode.Uri.file(recipe));
+  assert.equal(shown, result.outDir);
+  const tabs = vscode.window.tabGroups.all.flatMap((g) => g.tabs).filter((t) => t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith('whittle.report'));
+  assert.ok(tabs.some((t) => t.label === `Report: ${path.basename(result.outDir)}`), `report tabs: ${tabs.map((t) => t.label).join(', ')}`);
+  await vscode.window.tabGroups.close(tabs);
+});
+
 export async function run(): Promise<void> {
   const out = process.env.WHITTLE_TEST_RESULTS ?? path.join(os.tmpdir(), 'whittle-integration.txt');
   const lines: string[] = [];
