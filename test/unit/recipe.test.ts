@@ -285,4 +285,37 @@ describe('runRecipe on mnist-8', { skip: noSharedData }, () => {
     assert.equal(resolveSpec(normalised.passes[1].calibData as string, r.outDir), `${images}#:256`, 'data paths relative to the run folder');
     assert.ok(!path.isAbsolute(normalised.passes[1].calibData as string));
   });
+
+  test('prune then finetune: the step trains on its own data, pruned zeros stay, and the recipe it writes validates', async () => {
+    const folder = path.join(dir, 'mnist-ft');
+    fs.mkdirSync(folder, { recursive: true });
+    const model = path.join(sharedData!, 'models', 'onnx-mnist-8', 'mnist.onnx');
+    const mnist = path.join(sharedData!, 'mnist');
+    const file = path.join(folder, 'ft.whittle.json');
+    const recipe: Recipe = {
+      model: path.relative(folder, model),
+      data: `${path.relative(folder, path.join(mnist, 't10k-images-idx3-ubyte.gz'))}#:500`,
+      seed: 1,
+      ep: 'cpu',
+      out: 'run',
+      passes: [
+        { pass: 'prune', sparsity: 0.7 },
+        { pass: 'finetune', data: `${path.relative(folder, path.join(mnist, 'train-images-idx3-ubyte.gz'))}#:2000`, evalData: `${path.relative(folder, path.join(mnist, 't10k-images-idx3-ubyte.gz'))}#500:1000`, epochs: 1, lr: 0.0005 },
+      ],
+    };
+    fs.writeFileSync(file, JSON.stringify(recipe));
+    const r = await runRecipe({ file });
+    const prune = JSON.parse(fs.readFileSync(r.steps[0].report, 'utf8'));
+    const ft = JSON.parse(fs.readFileSync(r.steps[1].report, 'utf8'));
+    assert.equal(ft.training.epochs, 1);
+    assert.ok(ft.metrics.after.accuracy > prune.metrics.accuracy.after, `fine-tuning recovers: ${prune.metrics.accuracy.after} -> ${ft.metrics.after.accuracy}`);
+    assert.ok(Math.abs(r.sparsity - prune.sparsity) < 0.01, `pruned zeros kept: ${prune.sparsity} -> ${r.sparsity}`);
+    assert.equal(r.metrics.after.samples, 500);
+    const written = JSON.parse(fs.readFileSync(path.join(path.dirname(r.steps[1].output), 'recipe.whittle.json'), 'utf8')) as Recipe;
+    assert.deepEqual(validateRecipe(written), []);
+    assert.equal(written.passes[0].pass, 'finetune');
+    assert.equal(written.passes[0].lr, 0.0005);
+    assert.equal(resolveSpec(written.data, path.dirname(r.steps[1].output)), `${path.join(mnist, 'train-images-idx3-ubyte.gz')}#:2000`, 'the step trained on its own data');
+    assert.equal(resolveSpec(written.passes[0].evalData as string, path.dirname(r.steps[1].output)), `${path.join(mnist, 't10k-images-idx3-ubyte.gz')}#500:1000`);
+  });
 });

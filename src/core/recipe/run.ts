@@ -203,6 +203,13 @@ export async function runRecipe(p: RunRecipeParams, signal?: AbortSignal, progre
     const before = await evaluate({ ...common, model: source }, signal, report);
     report(n / (n + 1), 'evaluating the final model');
     const after = await evaluate({ ...common, model: output, reference: source }, signal, report);
+    // The chain's own data warnings stand for the steps' (each step said the same of its own input).
+    for (const w of after.warnings) if (!warnings.includes(w)) warnings.push(w);
+    const chainLevel = new Set(warnings.filter((w) => !/^step \d+\/\d+ /.test(w)));
+    for (let k = warnings.length - 1; k >= 0; k--) {
+      const bare = warnings[k].replace(/^step \d+\/\d+ \w+: /, '');
+      if (bare !== warnings[k] && (chainLevel.has(bare) || (!data && bare.startsWith('no --data given')))) warnings.splice(k, 1);
+    }
     const drop = dropOf(before, after);
     if (recipe.maxDrop !== undefined && drop.dropPt > recipe.maxDrop) {
       throw new InputError(file, `/maxDrop: the final model drops ${drop.dropPt} pt (${drop.metric === 'accuracy' ? 'accuracy' : 'top-1 disagreement'}) against the source, over the recipe's budget of ${recipe.maxDrop} pt; nothing was written`);
