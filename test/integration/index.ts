@@ -203,8 +203,13 @@ test('Run Recipe runs a *.whittle.json into a run folder beside the model, and O
   assert.ok(fs.readFileSync(sample()).equals(before), 'the source model changed');
   const shown = await vscode.commands.executeCommand<string | undefined>('whittle.openReport', vscode.Uri.file(recipe));
   assert.equal(shown, result.outDir);
-  const tabs = vscode.window.tabGroups.all.flatMap((g) => g.tabs).filter((t) => t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith('whittle.report'));
-  assert.ok(tabs.some((t) => t.label === `Report: ${path.basename(result.outDir)}`), `report tabs: ${tabs.map((t) => t.label).join(', ')}`);
+  // The tab model catches up with a new webview panel a moment later.
+  const reportTabs = () => vscode.window.tabGroups.all.flatMap((g) => g.tabs).filter((t) => t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith('whittle.report'));
+  const wanted = `Report: ${path.basename(result.outDir)}`;
+  const deadline = Date.now() + 30_000;
+  while (!reportTabs().some((t) => t.label === wanted) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  const tabs = reportTabs();
+  assert.ok(tabs.some((t) => t.label === wanted), `report tabs: ${tabs.map((t) => t.label).join(', ')}`);
   await vscode.window.tabGroups.close(tabs);
 });
 
