@@ -20,6 +20,7 @@ import type { PruneResult } from '../core/passes/run';
 import type { FinetuneResult } from '../core/train/finetune';
 import { finetuneOptions, finetuneParams } from '../core/train/params';
 import { loadRecipe } from '../core/recipe/run';
+import { resolveSpec } from '../core/recipe/write';
 import type { RecipeResult } from '../core/recipe/types';
 import { normalizeQuantizeOptions, quantizePass } from '../core/passes/quantize/index';
 import type { QuantizeOptions } from '../core/passes/quantize/params';
@@ -214,14 +215,25 @@ const commands: Record<string, Command> = {
   },
   distill: { usage: 'distill --teacher T --student S|derive:RATIO --data D', summary: 'knowledge distillation' },
   run: {
-    usage: 'run <recipe.whittle.json> [--out DIR]',
-    summary: 'run a recipe: its passes in order, each on the previous output, into one run folder with the final model, the normalised recipe and report.json, report.md and report.html',
+    usage: 'run <recipe.whittle.json> [--out DIR] [--data D] [--ep EP] [--limit N] [--seed N]',
+    summary: "run a recipe: its passes in order, each on the previous output, into one run folder with the final model, the normalised recipe and report.json, report.md and report.html; --data, --ep, --limit, --seed and --shape replace the recipe's top-level settings",
     run: ({ positionals, flags }) => {
       const file = positionals[0];
       if (!file) throw new InputError(undefined, 'run needs a recipe file, e.g. whittle run lenet.whittle.json');
       // Validate here so a bad recipe fails with its JSON path before a worker starts.
-      loadRecipe({ file });
-      return inWorker('runRecipe', { file, out: flags.out as string | undefined });
+      const loaded = loadRecipe({ file });
+      const out = flags.out as string | undefined;
+      const overrides = {
+        ...(flags.data !== undefined ? { data: resolveSpec(String(flags.data), process.cwd()) } : {}),
+        ...(flags.ep !== undefined ? { ep: flags.ep as EpName } : {}),
+        ...(flags.limit !== undefined ? { limit: intFlag(flags, 'limit') } : {}),
+        ...(flags.seed !== undefined ? { seed: intFlag(flags, 'seed') } : {}),
+        ...(flags.shape !== undefined ? { shapes: shapeFlags(flags) } : {}),
+      };
+      if (!Object.keys(overrides).length) return inWorker('runRecipe', { file, out });
+      const recipe = { ...loaded.recipe, ...overrides };
+      loadRecipe({ recipe, baseDir: loaded.baseDir, file: loaded.file });
+      return inWorker('runRecipe', { recipe, baseDir: loaded.baseDir, file: loaded.file, out });
     },
   },
 };

@@ -102,6 +102,35 @@ describe('recipe schema and validation', () => {
     assert.equal(validateRecipe({ model: 'm.onnx', maxDrop: 1, passes: [{ pass: 'prune', sparsity: 0.5 }] })[0].path, '/maxDrop');
   });
 
+  // ajv (draft-07) comes with the linter; the check is skipped where it is absent.
+  const Ajv = (() => {
+    try {
+      return module.require('ajv') as new (o: object) => { compile(s: object): ((v: unknown) => boolean) & { errors?: unknown } };
+    } catch {
+      return undefined;
+    }
+  })();
+  test('a JSON Schema validator agrees with validateRecipe', { skip: Ajv ? false : 'ajv is not installed' }, () => {
+    const check = new Ajv!({ allErrors: true }).compile(recipeSchema());
+    const cases: unknown[] = [
+      twoPass,
+      { model: 'm.onnx', data: 'd.gz', maxDrop: 0.5, shapes: { x: [1, 3] }, passes: [{ pass: 'quantize', mode: 'weight-only', bits: 4, exclude: ['a'] }, { pass: 'finetune', epochs: 2, noMasks: true, qat: '8' }] },
+      { model: 'm.onnx', passes: [{ pass: 'prune', sparsity: 0.5, structured: 'channels', tfjsDtype: 'uint8' }] },
+      { model: 'm.onnx', passes: [] },
+      { passes: [{ pass: 'prune', sparsity: 0.5 }] },
+      { model: 'm.onnx', passes: [{ pass: 'prune', sparsity: 1.5 }] },
+      { model: 'm.onnx', passes: [{ pass: 'prune', sparsity: 0.5, method: 'random' }] },
+      { model: 'm.onnx', passes: [{ pass: 'prune', sparsity: 0.5, exclud: 'x' }] },
+      { model: 'm.onnx', passes: [{ pass: 'quantize', perChannel: 'yes' }] },
+      { model: 'm.onnx', passes: [{ pass: 'quantize', bits: 3 }] },
+      { model: 'm.onnx', passes: [{ pass: 'shrink' }] },
+      { model: 'm.onnx', ep: 'tpu', passes: [{ pass: 'quantize' }] },
+      { model: 'm.onnx', modle: 'x', passes: [{ pass: 'quantize' }] },
+      { model: 3, passes: [{ pass: 'quantize' }] },
+    ];
+    for (const c of cases) assert.equal(check(c), validateRecipe(c).length === 0, JSON.stringify(c));
+  });
+
   test('runRecipe refuses a bad recipe with one line naming the file and the JSON path, and writes nothing', async () => {
     const w = workspace('bad', { model: 'lenet.onnx', passes: [{ pass: 'prune', sparsity: 2 }] });
     await assert.rejects(runRecipe({ file: w.file }), (err: Error) => err instanceof InputError && err.message === `${w.file}: /passes/0/sparsity: must be between 0 and 1, not 2`);
@@ -248,6 +277,15 @@ describe('whittle run (CLI)', () => {
     const text = run('run', w.file, '--out', path.join(dir, 'cli-text'));
     assert.equal(text.status, 0, text.stderr);
     assert.match(text.stdout, /prune -> quantize/);
+    // Common flags replace the recipe's top-level settings.
+    const seeded = run('run', w.file, '--out', path.join(dir, 'cli-seed'), '--seed', '4', '--limit', '8', '--json');
+    assert.equal(seeded.status, 0, seeded.stderr);
+    const s = JSON.parse(seeded.stdout);
+    assert.equal(s.metrics.after.samples, 8);
+    assert.deepEqual(JSON.parse(fs.readFileSync(s.recipeOut, 'utf8')).seed, 4);
+    const bad = run('run', w.file, '--limit', '0');
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /\/limit: must be between 1 and inf, not 0/);
   });
 });
 

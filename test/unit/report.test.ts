@@ -11,7 +11,8 @@ import { compareModels } from '../../src/core/report/compare';
 import { reportHtml, reportMarkdown } from '../../src/core/report/render';
 import type { ReportData } from '../../src/core/report/types';
 import { buildSampleModel } from '../../src/core/samples/sampleModel';
-import { noSharedData, sharedData, tempDir } from './helpers/paths';
+import { WorkerClient } from '../../src/core/worker/client';
+import { noSharedData, repoRoot, sharedData, tempDir } from './helpers/paths';
 
 const dir = tempDir('whittle-report-');
 const model = path.join(dir, 'lenet.onnx');
@@ -113,6 +114,24 @@ describe('report data', () => {
     assert.deepEqual(d.histograms, []);
     assert.deepEqual(d.heatmaps, []);
     assert.equal(d.summary.top1Agreement, 1);
+  });
+
+  test('the worker answers compareModels and runRecipe with progress events', async () => {
+    const events: string[] = [];
+    const client = new WorkerClient(path.join(repoRoot, 'dist', 'worker.js'), (e) => {
+      if (e.type === 'progress') events.push(e.message);
+    });
+    try {
+      const d = await client.request('compareModels', { a: model, b: model, limit: 4, ep: 'cpu' });
+      assert.equal(d.summary.top1Agreement, 1);
+      assert.ok(events.some((m) => /^evaluating lenet\.onnx/.test(m)), events.join('; '));
+      const r = await client.request('runRecipe', { recipe: { model: 'lenet.onnx', limit: 4, out: 'via-worker', passes: [{ pass: 'prune', sparsity: 0.5 }] }, baseDir: dir });
+      assert.equal(r.outDir, path.join(dir, 'via-worker'));
+      assert.ok(fs.existsSync(r.reportHtml));
+      assert.ok(events.some((m) => /^step 1\/1 prune: /.test(m)), events.join('; '));
+    } finally {
+      client.dispose();
+    }
   });
 
   test('Compare Models takes ONNX models', async () => {

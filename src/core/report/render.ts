@@ -183,7 +183,6 @@ export function reportHtml(d: ReportData): string {
   return [
     '<!DOCTYPE html>',
     '<html lang="en"><head><meta charset="utf-8">',
-    `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">`,
     '<meta name="viewport" content="width=device-width, initial-scale=1">',
     `<title>${esc(d.title)}</title><style>${css}</style></head><body>`,
     `<h1>${esc(d.title)}</h1>`,
