@@ -32,7 +32,7 @@ const builds = [
     format: 'iife',
     sourcemap: !production,
     minify: production,
-    entryPoints: { inspector: 'webview/inspector/main.ts', sensitivity: 'webview/sensitivity/main.ts' },
+    entryPoints: { inspector: 'webview/inspector/main.ts', sensitivity: 'webview/sensitivity/main.ts', compress: 'webview/compress/main.ts' },
     outdir: 'dist/webview',
     loader: { '.css': 'text' },
     logLevel: 'warning',
@@ -40,7 +40,7 @@ const builds = [
   // Test and tool programs: not shipped.
   { ...node, entryPoints: testsIn('test/unit'), outdir: 'out/test/unit' },
   { ...node, entryPoints: ['test/integration/index.ts'], outdir: 'out/test/integration' },
-  { ...node, entryPoints: { run: 'test/e2e/run.ts', start: 'scripts/start.ts' }, outdir: 'out/e2e' },
+  { ...node, entryPoints: { run: 'test/e2e/run.ts', start: 'scripts/start.ts', compressOnly: 'test/e2e/compressOnly.ts' }, outdir: 'out/e2e' },
   { ...node, entryPoints: testsIn('bench'), outdir: 'out/bench' },
 ].filter((b) => (Array.isArray(b.entryPoints) ? b.entryPoints.length : true));
 

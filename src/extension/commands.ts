@@ -17,6 +17,9 @@ import type { TfjsQuantizeResult } from '../core/passes/quantize/tfjs';
 import type { TfjsPruneResult } from '../core/passes/prune/tfjs';
 import type { WorkerRequests } from '../protocol/worker';
 import { pruneShape, pruneWhat, type PruneOptions } from './pruneChoice';
+import { openCompressWizard, runRecipeCommand } from './compress';
+import { openReportCommand } from './recipeLens';
+import { compareModelsReport } from './reportView';
 
 export type { PruneOptions } from './pruneChoice';
 
@@ -42,7 +45,7 @@ export type CommandId = keyof typeof commandTitles;
 const needTrust = new Set<CommandId>(['whittle.compress', 'whittle.analyzeSensitivity', 'whittle.prune', 'whittle.quantize', 'whittle.distill', 'whittle.runRecipe', 'whittle.compare']);
 
 /** Commands whose feature has not landed; they say so instead of pretending. */
-const planned = new Set<CommandId>(['whittle.compress', 'whittle.distill', 'whittle.runRecipe', 'whittle.openReport']);
+const planned = new Set<CommandId>(['whittle.distill']);
 
 /** What the commands need from the extension. */
 export interface CommandContext {
@@ -50,6 +53,7 @@ export interface CommandContext {
   engine: Engine;
   status: ExecutionProviderStatus;
   sensitivity: SensitivityView;
+  extensionUri: vscode.Uri;
 }
 
 /** The message a planned command shows. */
@@ -64,14 +68,18 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
     'whittle.selectExecutionProvider': () => selectExecutionProvider(),
     'whittle.refreshModels': () => ctx.refreshModels(),
     'whittle.compare': (uri, options) => compare(ctx, uri instanceof vscode.Uri ? uri : undefined, options as CompareOptions | undefined),
-    'whittle.compress': () => notYet('whittle.compress'),
+    'whittle.compress': async (uri) => {
+      const model = await modelToRun('whittle.compress', uri instanceof vscode.Uri ? uri : undefined, 'the model to compress');
+      if (model) openCompressWizard(ctx, model.fsPath);
+      return model?.fsPath;
+    },
     'whittle.analyzeSensitivity': (uri, options) => analyzeSensitivity(ctx, uri instanceof vscode.Uri ? uri : undefined, options as AnalyzeOptions | undefined),
     // The Explorer passes (uri, selectedUris): only a plain options object skips the pickers.
     'whittle.prune': (uri, options) => prune(ctx, uri instanceof vscode.Uri ? uri : undefined, isPruneOptions(options) ? options : undefined),
     'whittle.quantize': (uri, options) => quantize(ctx, uri instanceof vscode.Uri ? uri : undefined, isQuantizeOptions(options) ? options : undefined),
     'whittle.distill': () => notYet('whittle.distill'),
-    'whittle.runRecipe': () => notYet('whittle.runRecipe'),
-    'whittle.openReport': () => notYet('whittle.openReport'),
+    'whittle.runRecipe': (uri) => (vscode.workspace.isTrusted ? runRecipeCommand(ctx, uri instanceof vscode.Uri ? uri : undefined) : untrusted('whittle.runRecipe')),
+    'whittle.openReport': (uri) => openReportCommand(uri instanceof vscode.Uri ? uri : undefined),
   };
   return Object.entries(handlers).map(([id, fn]) =>
     vscode.commands.registerCommand(id, async (...args: unknown[]) => {
@@ -175,8 +183,8 @@ async function compare(ctx: CommandContext, uri: vscode.Uri | undefined, options
       },
     );
     ctx.status.show(result.ep, result.epNotes);
-    const doc = await vscode.workspace.openTextDocument({ language: 'markdown', content: compareReport(model.fsPath, reference, result) });
-    await vscode.window.showTextDocument(doc, { preview: true });
+    // The same report page a compression run writes, for the two models (the figures of the run above included).
+    await compareModelsReport(ctx, model.fsPath, reference, { data, limit, ep: config.get<EpName>('executionProvider', 'auto') });
     return result;
   } catch (err) {
     if (err instanceof CancelledError) {

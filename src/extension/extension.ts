@@ -6,6 +6,7 @@ import { ExecutionProviderStatus } from './executionProvider';
 import { InspectorEditorProvider, inspectorViewType } from './inspectorEditor';
 import { ModelsView, modelsViewId } from './modelsView';
 import { SensitivityView, sensitivityViewId } from './sensitivityView';
+import { RecipeLensProvider, recipeSelector } from './recipeLens';
 
 /** What the extension exports: used by the integration tests and by other extensions. */
 export interface WhittleApi {
@@ -19,6 +20,7 @@ export function activate(context: vscode.ExtensionContext): WhittleApi {
   const sensitivity = new SensitivityView(context.extensionUri, engine);
   const models = new ModelsView();
   const status = new ExecutionProviderStatus(engine);
+  const recipeLens = new RecipeLensProvider();
   context.subscriptions.push(
     engine,
     sensitivity,
@@ -29,7 +31,9 @@ export function activate(context: vscode.ExtensionContext): WhittleApi {
     vscode.window.registerWebviewViewProvider(sensitivityViewId, sensitivity),
     vscode.window.createTreeView(modelsViewId, { treeDataProvider: models, showCollapseAll: false }),
     status,
-    ...registerCommands({ refreshModels: () => models.refresh(), engine, status, sensitivity }),
+    ...registerCommands({ refreshModels: () => models.refresh(), engine, status, sensitivity, extensionUri: context.extensionUri }),
+    recipeLens,
+    vscode.languages.registerCodeLensProvider(recipeSelector, recipeLens),
   );
   return { inspect: (file) => engine.inspect(file) };
 }

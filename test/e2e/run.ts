@@ -11,6 +11,7 @@ import { sampleModelParams } from '../../src/core/samples/sampleModel';
 import type { Frame } from 'playwright-core';
 import { launchBrowser, type Browser } from './lib/browser';
 import { check, Steps } from './lib/steps';
+import { compressWizardSteps } from './compress';
 
 /**
  * `npm run test:e2e`: real VS Code (code-server) driven by Debian's Chromium.
@@ -332,7 +333,7 @@ async function uiTest(install: CodeServerInstall, workspace: string): Promise<vo
   });
 
   await steps.step('command palette: a command that has not landed says so honestly', async () => {
-    await runFromPalette(page, 'Whittle: Compress Model…');
+    await runFromPalette(page, 'Whittle: Distill…');
     const toast = page.locator('.notification-toast', { hasText: 'is not available yet' });
     await toast.waitFor({ timeout: 15_000 });
     await shot(page, 'palette-not-yet');
@@ -572,6 +573,8 @@ async function uiTest(install: CodeServerInstall, workspace: string): Promise<vo
     await frame.locator('#layer-detail').evaluate((el) => el.scrollIntoView({ block: 'start' }));
     await shot(page, 'tfjs-inspector-layer');
   }), false);
+
+  await compressWizardSteps(page, steps, workspace);
 }
 
 async function integrationTests(install: CodeServerInstall, workspace: string): Promise<void> {

@@ -67,8 +67,8 @@ test('the custom editor opens a .onnx as the Model Inspector', async () => {
 });
 
 test('a command that has not landed says so instead of pretending', async () => {
-  const message = await vscode.commands.executeCommand<string>('whittle.compress', vscode.Uri.file(sample()));
-  assert.match(message, /Compress Model… is not available yet/);
+  const message = await vscode.commands.executeCommand<string>('whittle.distill', vscode.Uri.file(sample()));
+  assert.match(message, /Distill… is not available yet/);
 });
 
 test('Compare Models runs both models in a worker and reports agreement 1 and SQNR inf for a model against itself', async () => {
@@ -81,9 +81,16 @@ test('Compare Models runs both models in a worker and reports agreement 1 and SQ
   assert.equal(result.samples, 8);
   assert.equal(result.top1Agreement, 1);
   assert.equal(result.sqnrDb, 'inf');
-  const doc = vscode.window.activeTextEditor?.document;
-  assert.match(doc?.getText() ?? '', /Top-1 agreement \| 100\.00%/);
-  await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
+  // The comparison shows in the Report panel (reportHtml() of the two models).
+  const deadline = Date.now() + 30_000;
+  let tab: vscode.Tab | undefined;
+  while (!tab && Date.now() < deadline) {
+    tab = vscode.window.tabGroups.all.flatMap((g) => g.tabs).find((t) => t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith('whittle.report'));
+    if (!tab) await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.ok(tab, 'no Report panel opened');
+  assert.match(tab.label, /^Compare: lenet-sample\.onnx vs lenet-sample\.onnx$/);
+  await vscode.window.tabGroups.close(tab);
 });
 
 /** Every file under `dir`, relative, sorted. */
@@ -183,6 +190,29 @@ test('Select Execution Provider is backed by the whittle.executionProvider setti
 });
 
 /** Entry point called by the extension host (the extensionTestsPath contract). */
+test('Run Recipe runs a *.whittle.json into a run folder beside the model, and Open Report finds its latest run', async () => {
+  const recipe = path.join(workspace(), 'it-sparse.whittle.json');
+  fs.writeFileSync(recipe, JSON.stringify({ model: 'lenet-sample.onnx', data: 'random', limit: 8, passes: [{ pass: 'prune', sparsity: 0.5 }] }));
+  const before = fs.readFileSync(sample());
+  const result = await vscode.commands.executeCommand<{ outDir: string; output: string; sha256: string; reportHtml: string; sparsity: number } | undefined>('whittle.runRecipe', vscode.Uri.file(recipe));
+  assert.ok(result, 'no result');
+  assert.equal(path.relative(workspace(), result.outDir).split(path.sep)[0], 'lenet-sample.whittle');
+  assert.match(path.basename(result.outDir), /^it-sparse-/);
+  assert.ok(fs.existsSync(result.output) && fs.existsSync(result.reportHtml), 'run folder files missing');
+  assert.ok(result.sparsity > 0.4, `sparsity ${result.sparsity}`);
+  assert.ok(fs.readFileSync(sample()).equals(before), 'the source model changed');
+  const shown = await vscode.commands.executeCommand<string | undefined>('whittle.openReport', vscode.Uri.file(recipe));
+  assert.equal(shown, result.outDir);
+  // The tab model catches up with a new webview panel a moment later.
+  const reportTabs = () => vscode.window.tabGroups.all.flatMap((g) => g.tabs).filter((t) => t.input instanceof vscode.TabInputWebview && t.input.viewType.endsWith('whittle.report'));
+  const wanted = `Report: ${path.basename(result.outDir)}`;
+  const deadline = Date.now() + 30_000;
+  while (!reportTabs().some((t) => t.label === wanted) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  const tabs = reportTabs();
+  assert.ok(tabs.some((t) => t.label === wanted), `report tabs: ${tabs.map((t) => t.label).join(', ')}`);
+  await vscode.window.tabGroups.close(tabs);
+});
+
 export async function run(): Promise<void> {
   const out = process.env.WHITTLE_TEST_RESULTS ?? path.join(os.tmpdir(), 'whittle-integration.txt');
   const lines: string[] = [];
