@@ -6,6 +6,8 @@ import { ExecutionProviderStatus } from './executionProvider';
 import { InspectorEditorProvider, inspectorViewType } from './inspectorEditor';
 import { ModelsView, modelsViewId } from './modelsView';
 import { SensitivityView, sensitivityViewId } from './sensitivityView';
+import { disposeLog, log } from './log';
+import { registerWalkthroughCommands } from './walkthrough';
 
 /** What the extension exports: used by the integration tests and by other extensions. */
 export interface WhittleApi {
@@ -15,6 +17,8 @@ export interface WhittleApi {
 
 /** Activates Whittle: engine worker, inspector, side-bar views, status bar and commands. */
 export function activate(context: vscode.ExtensionContext): WhittleApi {
+  context.subscriptions.push(disposeLog);
+  log().info(`Whittle ${context.extension.packageJSON.version as string} activated (VS Code ${vscode.version}, ${vscode.env.language})`);
   const engine = new Engine(context.extensionUri);
   const sensitivity = new SensitivityView(context.extensionUri, engine);
   const models = new ModelsView();
@@ -30,6 +34,7 @@ export function activate(context: vscode.ExtensionContext): WhittleApi {
     vscode.window.createTreeView(modelsViewId, { treeDataProvider: models, showCollapseAll: false }),
     status,
     ...registerCommands({ refreshModels: () => models.refresh(), engine, status, sensitivity }),
+    ...registerWalkthroughCommands(),
   );
   return { inspect: (file) => engine.inspect(file) };
 }
