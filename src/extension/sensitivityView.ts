@@ -45,7 +45,7 @@ export class SensitivityView extends Disposable implements vscode.WebviewViewPro
     this.channel?.dispose();
     const handlers = {
       pickData: async () => {
-        const picked = await vscode.window.showOpenDialog({ canSelectFiles: true, canSelectFolders: true, canSelectMany: false, title: 'Calibration data for the sensitivity analysis' });
+        const picked = await vscode.window.showOpenDialog({ canSelectFiles: true, canSelectFolders: true, canSelectMany: false, title: vscode.l10n.t('Calibration data for the sensitivity analysis') });
         return picked?.[0]?.fsPath ?? null;
       },
       setChoice: ({ file, layer, choice }: SensitivityHostRequests['setChoice']['params']) => writeChoice(file, layer, choice).choices,
@@ -68,7 +68,7 @@ export class SensitivityView extends Disposable implements vscode.WebviewViewPro
       }
     });
     this.channel = this._register(channel);
-    view.webview.html = webviewHtml(view.webview, this.extensionUri, { title: 'Layer Sensitivity', bundle: 'sensitivity' });
+    view.webview.html = webviewHtml(view.webview, this.extensionUri, { title: vscode.l10n.t('Layer Sensitivity'), bundle: 'sensitivity' });
     this._register(view.onDidDispose(() => {
       channel.dispose();
       if (this.channel === channel) this.channel = undefined;
@@ -103,7 +103,7 @@ export class SensitivityView extends Disposable implements vscode.WebviewViewPro
     send({ type: 'runStarted', file, data: options.data, kind });
     try {
       const result = await vscode.window.withProgress(
-        { location: vscode.ProgressLocation.Notification, title: `Whittle: sensitivity of ${path.basename(file)}`, cancellable: true },
+        { location: vscode.ProgressLocation.Notification, title: vscode.l10n.t('Whittle: sensitivity of {0}', path.basename(file)), cancellable: true },
         (progress, token) => {
           const sub = token.onCancellationRequested(() => cancel.cancel());
           const started = Date.now();
