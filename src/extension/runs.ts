@@ -69,14 +69,19 @@ const obj = (v: unknown): Record<string, unknown> | undefined => (typeof v === '
 
 /**
  * A run's figures in one line from its report.json (the write-command contract, DESIGN.md section 7): the
- * quantization mode, the sparsity, the size ratio, and the accuracy change in points (else top-1 agreement).
+ * quantization mode, the sparsity (for structured pruning, the share of parameters removed), the size ratio, and
+ * the accuracy change in points (else top-1 agreement).
  */
 export function runHeadline(report: Record<string, unknown>, t: Translate = english): string {
   const parts: string[] = [];
   const mode = typeof report.mode === 'string' ? report.mode : typeof report.dtype === 'string' ? report.dtype : undefined;
   if (mode) parts.push(report.bits === 4 ? `${mode} int4` : mode);
   const sparsity = num(report.sparsity);
-  if (!mode && sparsity !== undefined && sparsity >= 0.0005) parts.push(t('{0}% sparse', (sparsity * 100).toFixed(1)));
+  const params = obj(report.params);
+  const [pBefore, pAfter] = [num(params?.before), num(params?.after)];
+  // Structured pruning removes weights rather than zeroing them: its figure is the parameters it removed.
+  if (!mode && report.structured && pBefore && pAfter !== undefined) parts.push(t('{0}% fewer parameters', ((1 - pAfter / pBefore) * 100).toFixed(1)));
+  else if (!mode && sparsity !== undefined && sparsity >= 0.0005) parts.push(t('{0}% sparse', (sparsity * 100).toFixed(1)));
   const size = obj(report.sizeBytes);
   const before = num(size?.before);
   const after = num(size?.after);

@@ -59,7 +59,8 @@ export async function polishSteps(page: Page, ctx: PolishContext): Promise<void>
   await steps.step('Whittle: Show Log reveals the Whittle output channel with the jobs logged', async () => {
     await ctx.runFromPalette('Whittle: Show Log');
     const panel = page.locator('.part.panel');
-    const line = panel.locator('.view-line', { hasText: /job #\d+ \w+ (finished in [\d.]+ s|started)/ }).first();
+    // Monaco renders spaces as no-break spaces, which \s matches.
+    const line = panel.locator('.view-line', { hasText: /job\s#\d+\s\w+\sfinished\sin\s[\d.]+\ss/ }).first();
     await line.waitFor({ timeout: 20_000 });
     steps.log(`log line: ${((await line.textContent()) ?? '').replace(/\s+/g, ' ').trim().slice(0, 200)}`);
     await shot('output-log');

@@ -55,6 +55,15 @@ describe('Models view: runs of a model', () => {
     assert.ok(!isRunOutput(model));
   });
 
+  test('a structured prune run reads as the share of parameters it removed, not as sparsity', async () => {
+    const model = sample('structured');
+    const r = await runPrune({ model, sparsity: 0.5, structured: 'channels', channelMultiple: 1, limit: 4 });
+    const [run] = listRuns(model);
+    const removed = ((1 - r.params.after / r.params.before) * 100).toFixed(1);
+    assert.ok(Number(removed) > 10, `structured pruning removed only ${removed}% of the parameters`);
+    assert.match(run?.headline ?? '', new RegExp(`^${removed.replace('.', '\\.')}% fewer parameters, ${(r.sizeBytes.after / r.sizeBytes.before).toFixed(2).replace('.', '\\.')}x size, `));
+  });
+
   test('an unreadable report.json still lists the run, without a headline; a translator formats the figures', () => {
     const model = sample('broken');
     const run = path.join(runsDirOf(model), 'quantize-20260101-000000');
