@@ -109,5 +109,6 @@ export function jobHeadline(result: unknown): string {
   if (num(r.top1Agreement) !== undefined) bits.push(`top-1 agreement ${((r.top1Agreement as number) * 100).toFixed(1)}%`);
   if (num(r.params) !== undefined) bits.push(`${String(r.params)} parameters`);
   if (typeof r.ep === 'string') bits.push(`ep ${r.ep}`);
+  if (typeof r.inUse === 'string') bits.push(`provider in use ${r.inUse}`);
   return bits.length ? bits.join(', ') : 'done';
 }

@@ -1,3 +1,4 @@
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
 import { listRuns } from '../../src/extension/runs';
@@ -20,6 +21,16 @@ export interface PolishContext {
  */
 export async function polishSteps(page: Page, ctx: PolishContext): Promise<void> {
   const { steps, shot } = ctx;
+  /** A step body that leaves a screenshot `name`.png when it fails, and no menu or dialog open behind it. */
+  const shotOnFail = (name: string, fn: () => Promise<void>) => async () => {
+    try {
+      await fn();
+    } catch (err) {
+      await shot(name).catch(() => {});
+      await page.keyboard.press('Escape').catch(() => {});
+      throw err;
+    }
+  };
 
   await steps.step('Models view: the sample model expands to its .whittle runs with headline figures and run actions', async () => {
     const model = path.join(ctx.workspace, ctx.sampleModelName);
@@ -52,19 +63,52 @@ export async function polishSteps(page: Page, ctx: PolishContext): Promise<void>
     for (const label of ['Open Report', 'Inspect Output Model', 'Reveal in Explorer', 'Delete Run…']) {
       await menu.locator('.action-label', { hasText: new RegExp(`^${label}$`) }).waitFor({ timeout: 10_000 });
     }
+    await page.waitForTimeout(300);
     await shot('models-view-run-menu');
     await page.keyboard.press('Escape');
   }, false);
 
-  await steps.step('Whittle: Show Log reveals the Whittle output channel with the jobs logged', async () => {
+  await steps.step('Models view: Delete Run… asks first, then removes the run folder, and the tree drops the run', shotOnFail('models-view-delete-failed', async () => {
+    const model = path.join(ctx.workspace, ctx.sampleModelName);
+    const victim = listRuns(model).find((r) => r.name.startsWith('quantize-'));
+    check(victim, 'no quantize run to delete');
+    const pane = page.locator('.pane', { has: page.locator('.pane-header', { hasText: /^Models/ }) });
+    const row = pane.locator('.monaco-list-row[aria-level="2"]', { hasText: victim.name });
+    await row.click({ button: 'right' });
+    const entry = page.locator('.context-view .monaco-menu .action-label', { hasText: /^Delete Run…$/ });
+    await entry.waitFor({ timeout: 10_000 });
+    const dialog = page.locator('.monaco-dialog-box');
+    // A click that lands while the menu is still settling is lost: hover, click, and then try the keyboard.
+    await entry.hover();
+    await entry.click();
+    for (let i = 0; i < 5 && !(await dialog.isVisible()); i++) {
+      await page.waitForTimeout(1000);
+      if (!(await dialog.isVisible()) && (await entry.isVisible())) await page.keyboard.press('Enter');
+    }
+    await dialog.waitFor({ timeout: 10_000 });
+    check(((await dialog.textContent()) ?? '').includes(victim.name), 'the confirmation does not name the run');
+    check(fs.existsSync(victim.dir), 'the run folder went before the confirmation');
+    await shot('models-view-delete-confirm');
+    await dialog.locator('.monaco-button', { hasText: /^Delete$/ }).click();
+    for (let i = 0; i < 40 && ((await row.count()) > 0 || fs.existsSync(victim.dir)); i++) await page.waitForTimeout(250);
+    check(!fs.existsSync(victim.dir), `${victim.dir} still exists`);
+    check((await row.count()) === 0, `${victim.name} is still in the Models view`);
+    check(fs.existsSync(model), 'the source model went with the run');
+  }), false);
+
+  await steps.step('Whittle: Show Log reveals the Whittle output channel with the jobs logged', shotOnFail('output-log-failed', async () => {
     await ctx.runFromPalette('Whittle: Show Log');
     const panel = page.locator('.part.panel');
+    // Monaco renders only the lines in view: go to the top, where the first jobs (the provider probe) are.
+    await panel.locator('.view-line').first().waitFor({ timeout: 20_000 });
+    await panel.locator('.view-line').first().click();
+    await page.keyboard.press('Control+Home');
     // Monaco renders spaces as no-break spaces, which \s matches.
     const line = panel.locator('.view-line', { hasText: /job\s#\d+\s\w+\sfinished\sin\s[\d.]+\ss/ }).first();
     await line.waitFor({ timeout: 20_000 });
     steps.log(`log line: ${((await line.textContent()) ?? '').replace(/\s+/g, ' ').trim().slice(0, 200)}`);
     await shot('output-log');
-  }, false);
+  }), false);
 
   await steps.step('the getting-started walkthrough opens with its three steps and their pages', async () => {
     await ctx.runFromPalette('Whittle: Get Started with Whittle');

@@ -101,6 +101,7 @@ describe('log: job headlines', () => {
     assert.equal(jobHeadline({ output: '/x/y.onnx', sizeBytes: { before: 10, after: 5 }, sparsity: 0.5, metrics: { top1Agreement: 0.9 } }), '50.0% sparse, 0.50x size, top-1 agreement 90.0% → /x/y.onnx');
     assert.equal(jobHeadline({ ranking: ['fc1', 'conv1'] }), 'ranked 2 layers, most sensitive first: fc1');
     assert.equal(jobHeadline({ samples: 100, accuracy: 0.9812, ep: 'cpu' }), '100 samples, accuracy 98.12%, ep cpu');
+    assert.equal(jobHeadline({ inUse: 'cpu', warnings: [] }), 'provider in use cpu');
     assert.equal(jobHeadline({}), 'done');
     assert.equal(jobHeadline(undefined), 'undefined');
   });
