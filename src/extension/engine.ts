@@ -4,6 +4,7 @@ import type { ModelSummary } from '../core/inspect';
 import { WorkerClient } from '../core/worker/client';
 import type { LayerDoneEvent } from '../protocol/analysis';
 import type { WorkerRequests } from '../protocol/worker';
+import { loggedJob } from './log';
 
 /** The extension's access to the engine: all compute goes through the worker, off the host's main thread. */
 export class Engine implements vscode.Disposable {
@@ -38,7 +39,8 @@ export class Engine implements vscode.Disposable {
 
   /**
    * Runs a long job in a worker of its own, so that cancelling it (which retires that worker) leaves other work
-   * alone; progress events go to `onProgress`, streamed per-layer results (`analyze`) to `onLayerDone`.
+   * alone; progress events go to `onProgress`, streamed per-layer results (`analyze`) to `onLayerDone`. The
+   * Whittle log records its start, parameters, end, duration, headline and warnings (src/extension/log.ts).
    */
   async job<K extends keyof WorkerRequests & string>(
     method: K,
@@ -54,7 +56,7 @@ export class Engine implements vscode.Disposable {
     const controller = new AbortController();
     const sub = token?.onCancellationRequested(() => controller.abort());
     try {
-      return await client.request(method, params, controller.signal);
+      return await loggedJob(method, params, () => client.request(method, params, controller.signal));
     } finally {
       sub?.dispose();
       client.dispose();

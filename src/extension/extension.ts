@@ -7,6 +7,8 @@ import { InspectorEditorProvider, inspectorViewType } from './inspectorEditor';
 import { ModelsView, modelsViewId } from './modelsView';
 import { SensitivityView, sensitivityViewId } from './sensitivityView';
 import { RecipeLensProvider, recipeSelector } from './recipeLens';
+import { disposeLog, log } from './log';
+import { registerWalkthroughCommands } from './walkthrough';
 
 /** What the extension exports: used by the integration tests and by other extensions. */
 export interface WhittleApi {
@@ -16,6 +18,8 @@ export interface WhittleApi {
 
 /** Activates Whittle: engine worker, inspector, side-bar views, status bar and commands. */
 export function activate(context: vscode.ExtensionContext): WhittleApi {
+  context.subscriptions.push(disposeLog);
+  log().info(`Whittle ${context.extension.packageJSON.version as string} activated (VS Code ${vscode.version}, ${vscode.env.language})`);
   const engine = new Engine(context.extensionUri);
   const sensitivity = new SensitivityView(context.extensionUri, engine);
   const models = new ModelsView();
@@ -34,6 +38,7 @@ export function activate(context: vscode.ExtensionContext): WhittleApi {
     ...registerCommands({ refreshModels: () => models.refresh(), engine, status, sensitivity, extensionUri: context.extensionUri }),
     recipeLens,
     vscode.languages.registerCodeLensProvider(recipeSelector, recipeLens),
+    ...registerWalkthroughCommands(),
   );
   return { inspect: (file) => engine.inspect(file) };
 }

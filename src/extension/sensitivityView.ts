@@ -45,7 +45,7 @@ export class SensitivityView extends Disposable implements vscode.WebviewViewPro
     this.channel?.dispose();
     const handlers = {
       pickData: async () => {
-        const picked = await vscode.window.showOpenDialog({ canSelectFiles: true, canSelectFolders: true, canSelectMany: false, title: 'Calibration data for the sensitivity analysis' });
+        const picked = await vscode.window.showOpenDialog({ canSelectFiles: true, canSelectFolders: true, canSelectMany: false, title: vscode.l10n.t('Calibration data for the sensitivity analysis') });
         return picked?.[0]?.fsPath ?? null;
       },
       setChoice: ({ file, layer, choice }: SensitivityHostRequests['setChoice']['params']) => writeChoice(file, layer, choice).choices,
@@ -68,7 +68,7 @@ export class SensitivityView extends Disposable implements vscode.WebviewViewPro
       }
     });
     this.channel = this._register(channel);
-    view.webview.html = webviewHtml(view.webview, this.extensionUri, { title: 'Layer Sensitivity', bundle: 'sensitivity' });
+    view.webview.html = webviewHtml(view.webview, this.extensionUri, { title: vscode.l10n.t('Layer Sensitivity'), bundle: 'sensitivity' });
     this._register(view.onDidDispose(() => {
       channel.dispose();
       if (this.channel === channel) this.channel = undefined;
@@ -93,7 +93,7 @@ export class SensitivityView extends Disposable implements vscode.WebviewViewPro
    * view), streams each layer to the view, and saves the result to the sidecar. Undefined when cancelled.
    */
   async run(file: string, options: AnalyzeOptions): Promise<AnalyzeResult | undefined> {
-    if (this.running) throw new Error(`a sensitivity analysis of ${path.basename(this.running.file)} is already running; cancel it first`);
+    if (this.running) throw new Error(vscode.l10n.t('a sensitivity analysis of {0} is already running; cancel it first', path.basename(this.running.file)));
     const kind = options.kind ?? 'both';
     const config = vscode.workspace.getConfiguration('whittle');
     const limit = options.limit ?? config.get<number>('calibration.maxSamples', 256);
@@ -103,7 +103,7 @@ export class SensitivityView extends Disposable implements vscode.WebviewViewPro
     send({ type: 'runStarted', file, data: options.data, kind });
     try {
       const result = await vscode.window.withProgress(
-        { location: vscode.ProgressLocation.Notification, title: `Whittle: sensitivity of ${path.basename(file)}`, cancellable: true },
+        { location: vscode.ProgressLocation.Notification, title: vscode.l10n.t('Whittle: sensitivity of {0}', path.basename(file)), cancellable: true },
         (progress, token) => {
           const sub = token.onCancellationRequested(() => cancel.cancel());
           const started = Date.now();
@@ -116,7 +116,7 @@ export class SensitivityView extends Disposable implements vscode.WebviewViewPro
               cancel.token,
               (fraction, message) => {
                 // The engine's messages usually carry an ETA already; add one only where they do not.
-                const eta = !/ left\b/.test(message) && fraction && fraction > 0.02 ? ` · about ${formatEta(((Date.now() - started) * (1 - fraction)) / fraction)} left` : '';
+                const eta = !/ left\b/.test(message) && fraction && fraction > 0.02 ? ` · ${vscode.l10n.t('about {0} left', formatEta(((Date.now() - started) * (1 - fraction)) / fraction))}` : '';
                 const now = fraction === undefined ? last : Math.round(fraction * 100);
                 progress.report({ message: message + eta, increment: now - last });
                 last = now;

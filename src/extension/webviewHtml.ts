@@ -8,7 +8,10 @@ export function webviewOptions(extensionUri: vscode.Uri): vscode.WebviewOptions 
   };
 }
 
-/** The one HTML page every Whittle webview uses: strict CSP with a nonce, assets through asWebviewUri. */
+/**
+ * The one HTML page every Whittle webview uses: strict CSP with a nonce, assets through asWebviewUri, and the
+ * extension's l10n bundle in a meta tag for webview/common/l10n.ts.
+ */
 export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, opts: { title: string; bundle: string }): string {
   const nonce = makeNonce();
   const script = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'webview', `${opts.bundle}.js`));
@@ -22,16 +25,17 @@ export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, o
     `script-src 'nonce-${nonce}'`,
   ].join('; ');
   return /* html */ `<!DOCTYPE html>
-<html lang="en">
+<html lang="${escapeHtml(vscode.env.language)}">
 <head>
   <meta charset="UTF-8">
   <meta http-equiv="Content-Security-Policy" content="${csp}">
   <meta name="viewport" content="width=device-width, initial-scale=1.0">
   <link rel="stylesheet" href="${style}">
   <title>${escapeHtml(opts.title)}</title>
+  <meta name="whittle-l10n" content="${escapeHtml(JSON.stringify(vscode.l10n.bundle ?? {}))}">
 </head>
 <body>
-  <main id="app" aria-busy="true">Loading…</main>
+  <main id="app" aria-busy="true">${escapeHtml(vscode.l10n.t('Loading…'))}</main>
   <script nonce="${nonce}" src="${script}"></script>
 </body>
 </html>`;

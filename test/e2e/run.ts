@@ -12,6 +12,7 @@ import type { Frame } from 'playwright-core';
 import { launchBrowser, type Browser } from './lib/browser';
 import { check, Steps } from './lib/steps';
 import { compressWizardSteps } from './compress';
+import { polishSteps } from './polish';
 
 /**
  * `npm run test:e2e`: real VS Code (code-server) driven by Debian's Chromium.
@@ -575,6 +576,7 @@ async function uiTest(install: CodeServerInstall, workspace: string): Promise<vo
   }), false);
 
   await compressWizardSteps(page, steps, workspace);
+  await polishSteps(page, { steps, workspace, sampleModelName, shot: (name) => shot(page, name), runFromPalette: (title) => runFromPalette(page, title) });
 }
 
 async function integrationTests(install: CodeServerInstall, workspace: string): Promise<void> {

@@ -8,6 +8,9 @@ import { repoRoot } from './helpers/paths';
 const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8'));
 const contributes = pkg.contributes;
 const declared: string[] = contributes.commands.map((c: { command: string }) => c.command);
+/** package.json's user-visible strings are %keys% into package.nls.json (English): resolve them. */
+const nls = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.nls.json'), 'utf8')) as Record<string, string>;
+const en = (s: string) => s.replace(/^%(.+)%$/, (_m, k: string) => nls[k] ?? s);
 
 test('engine floor, extension kind and restricted-mode support', () => {
   assert.equal(pkg.engines.vscode, '^1.100.0');
@@ -21,10 +24,10 @@ test('every command is whittle.*, titled, in the Whittle category, and activates
   for (const c of contributes.commands) {
     assert.match(c.command, /^whittle\.[a-zA-Z]+$/);
     assert.ok(c.title, c.command);
-    assert.equal(c.category, 'Whittle');
+    assert.equal(en(c.category), 'Whittle');
     assert.ok(pkg.activationEvents.includes(`onCommand:${c.command}`), `activation for ${c.command}`);
   }
-  const titles = contributes.commands.map((c: { title: string }) => c.title);
+  const titles = contributes.commands.map((c: { title: string }) => en(c.title));
   for (const t of ['Inspect Model', 'Compress Model…', 'Analyze Layer Sensitivity', 'Prune…', 'Quantize…', 'Distill…', 'Run Recipe', 'Compare Models', 'Select Execution Provider', 'Open Report']) {
     assert.ok(titles.includes(t), t);
   }

@@ -1,6 +1,7 @@
 import { axisBottom, axisLeft, max as d3max, scaleBand, scaleLinear, scaleSymlog, select } from 'd3';
 import type { LayerHistogram, ModelOrigin } from '../../src/protocol/inspector';
 import { formatCount, formatNumber, h } from '../common/dom';
+import { t } from '../common/l10n';
 
 /**
  * The Inspector's before/after views of a model Whittle wrote: the source layer's histogram against this one's
@@ -131,9 +132,9 @@ export function removedChannelsView(channels: number, removed: number[], height 
   return h(
     'div',
     { class: 'removed-channels', id: 'removed-channels', 'data-removed': removed.length, 'data-channels': channels },
-    h('div', { class: 'removed-count' }, `${removed.length} of ${channels} channels removed`),
+    h('div', { class: 'removed-count' }, t('{0} of {1} channels removed', removed.length, channels)),
     svg.node()!,
-    h('div', { class: 'muted mono removed-list', tabindex: 0, title: 'removed output channels (source indexing)' }, `removed: ${list}`),
+    h('div', { class: 'muted mono removed-list', tabindex: 0, title: t('removed output channels (source indexing)') }, t('removed: {0}', list)),
   );
 }
 
@@ -176,8 +177,8 @@ export function activationSqnrView(activations: NonNullable<ModelOrigin['activat
   return h(
     'section',
     { id: 'activation-sqnr-section' },
-    h('h2', {}, `Activation SQNR against the float model (worst ${items.length} of ${activations.length})`),
-    h('p', { class: 'muted' }, `Each quantized activation tensor compared with the float model's on the calibration data. ${low ? `${low} below ${warnDb} dB.` : `None below ${warnDb} dB.`}`),
+    h('h2', {}, t('Activation SQNR against the float model (worst {0} of {1})', items.length, activations.length)),
+    h('p', { class: 'muted' }, `${t('Each quantized activation tensor compared with the float model\'s on the calibration data.')} ${low ? t('{0} below {1} dB.', low, warnDb) : t('None below {0} dB.', warnDb)}`),
     sqnrBars('sqnr-chart', items, `Activation SQNR, worst first: ${items.map((d) => `${d.label} ${Number.isFinite(d.db) ? d.db.toFixed(1) : 'exact'} dB`).join('; ')}`, warnDb, 200, 16),
   );
 }
@@ -220,22 +221,22 @@ const calibratorClass: Record<string, string> = { minmax: 'cal-minmax', percenti
 export function calibrationRangeView(ranges: NonNullable<ModelOrigin['ranges']>): HTMLElement {
   const sorted = [...ranges].sort((a, b) => a.sqnrDb - b.sqnrDb || a.tensor.localeCompare(b.tensor));
   const slot = h('div', { class: 'calibration-slot' });
-  const select = h('select', { id: 'calibration-tensor', title: 'activation tensor' }, ...sorted.map((r, i) => h('option', { value: String(i) }, `${r.tensor} (${formatNumber(r.sqnrDb)} dB)`)));
+  const select = h('select', { id: 'calibration-tensor', title: t('activation tensor') }, ...sorted.map((r, i) => h('option', { value: String(i) }, `${r.tensor} (${formatNumber(r.sqnrDb)} dB)`)));
   const draw = () => slot.replaceChildren(calibrationSvg(sorted[Number((select as HTMLSelectElement).value)]));
   select.addEventListener('change', draw);
   draw();
   return h(
     'section',
     { id: 'calibration-section' },
-    h('h2', {}, 'Calibration ranges'),
-    h('p', { class: 'muted' }, 'The activation on the calibration data, with the range it was quantized over (solid) and the range each calibrator would choose (dashed). Values beyond the solid lines are clipped.'),
+    h('h2', {}, t('Calibration ranges')),
+    h('p', { class: 'muted' }, t('The activation on the calibration data, with the range it was quantized over (solid) and the range each calibrator would choose (dashed). Values beyond the solid lines are clipped.')),
     h('div', { class: 'toolbar' }, h('label', {}, 'activation ', select)),
     // A legend rather than labels on the markers: calibrators often choose nearly the same end.
     h(
       'p',
       { class: 'legend' },
       ...['used', 'minmax', 'percentile', 'entropy', 'mse'].map((name) =>
-        h('span', { class: 'legend-item' }, h('span', { class: `legend-line ${name === 'used' ? 'used' : calibratorClass[name]}` }), name === 'used' ? 'range used' : name),
+        h('span', { class: 'legend-item' }, h('span', { class: `legend-line ${name === 'used' ? 'used' : calibratorClass[name]}` }), name === 'used' ? t('range used') : name),
       ),
     ),
     slot,

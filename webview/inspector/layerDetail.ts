@@ -2,6 +2,7 @@ import { axisBottom, axisLeft, axisRight, line, max as d3max, scaleLinear, scale
 import type { LayerHistogram, LayerInfo, ModelOrigin, QuantErrorSummary, TensorTile, TileMode } from '../../src/protocol/inspector';
 import { Heatmap, type HeatmapView } from '../common/heatmap';
 import { formatCount, formatNumber, h } from '../common/dom';
+import { t } from '../common/l10n';
 import { channelSqnrSvg, compareHistogramSvg, removedChannelsView } from './compare';
 
 /** The inspector's layer detail: histogram, per-channel ranges and the weight heatmap of the selected layer. */
@@ -47,14 +48,14 @@ export function isQuantizedLayer(layer: LayerInfo): boolean {
   return layer.op === 'com.microsoft:MatMulNBits' || /^(u?int(8|4)|float16)$/.test(layer.weights[0]?.dtype ?? '');
 }
 
-const modeLabels: Record<TileMode, string> = { values: 'values', mask: 'prune mask', error: 'quantization error' };
+const modeLabels = (): Record<TileMode, string> => ({ values: t('values'), mask: t('prune mask'), error: t('quantization error') });
 
 /** Renders the detail of `layer` into `root`, replacing what was there. */
 export function showLayerDetail(root: HTMLElement, layer: LayerInfo, host: LayerDetailHost, startedAt = performance.now()): void {
   current?.heatmap?.dispose();
   const weight = layer.weights[0];
   if (!weight) {
-    root.replaceChildren(h('p', { class: 'muted' }, `${layer.name} has no weights.`));
+    root.replaceChildren(h('p', { class: 'muted' }, t('{0} has no weights.', layer.name)));
     current = undefined;
     return;
   }
@@ -97,8 +98,8 @@ export function showLayerDetail(root: HTMLElement, layer: LayerInfo, host: Layer
   const stripSlot = h('div', { class: 'strip-slot' });
   const modeSelect = h(
     'select',
-    { id: 'heatmap-mode', 'aria-label': 'what the heatmap shows' },
-    ...modes.map((m) => h('option', { value: m, selected: m === initial }, modeLabels[m])),
+    { id: 'heatmap-mode', 'aria-label': t('what the heatmap shows') },
+    ...modes.map((m) => h('option', { value: m, selected: m === initial }, modeLabels()[m])),
   );
   const showMode = (mode: TileMode) => {
     if (current !== me) return;
@@ -112,7 +113,7 @@ export function showLayerDetail(root: HTMLElement, layer: LayerInfo, host: Layer
   };
   modeSelect.addEventListener('change', () => showMode(modeSelect.value as TileMode));
   const loadError = () => {
-    errorSlot.replaceChildren(h('p', { class: 'muted' }, 'Measuring the quantization error…'));
+    errorSlot.replaceChildren(h('p', { class: 'muted' }, t('Measuring the quantization error…')));
     host.quantError(layer.name).then(
       (e) => {
         if (current !== me) return;
@@ -122,27 +123,27 @@ export function showLayerDetail(root: HTMLElement, layer: LayerInfo, host: Layer
             { class: 'quant-error-stats mono', id: 'quant-error-stats' },
             `${e.format} · SQNR ${e.sqnrDb >= 999 ? 'exact' : `${e.sqnrDb.toFixed(1)} dB`} · max |error| ${formatNumber(e.maxAbs)}`,
           ),
-          h('div', { class: 'muted' }, 'Weight SQNR per output channel (dB); the line marks 20 dB'),
+          h('div', { class: 'muted' }, t('Weight SQNR per output channel (dB); the line marks 20 dB')),
           channelSqnrSvg(e.channelSqnrDb),
         );
       },
       (err: Error) => {
-        if (current === me) errorSlot.replaceChildren(h('p', { class: 'error' }, `Cannot measure the quantization error: ${err.message}`));
+        if (current === me) errorSlot.replaceChildren(h('p', { class: 'error' }, t('Cannot measure the quantization error: {0}', err.message)));
       },
     );
   };
 
-  const histSlot = h('div', { class: 'histogram-slot' }, 'Computing the histogram…');
+  const histSlot = h('div', { class: 'histogram-slot' }, t('Computing the histogram…'));
   const channelSlot = h('div', { class: 'channel-slot' });
   const stats = h('div', { class: 'layer-stats mono muted' });
   const binsSelect = h(
     'select',
-    { id: 'histogram-bins', title: 'bins', 'aria-label': 'histogram bins' },
-    ...[16, 32, 64, 128, 256].map((n) => h('option', { value: n, selected: n === host.state().bins }, `${n} bins`)),
+    { id: 'histogram-bins', title: t('bins'), 'aria-label': t('histogram bins') },
+    ...[16, 32, 64, 128, 256].map((n) => h('option', { value: n, selected: n === host.state().bins }, t('{0} bins', n))),
   );
   const logBox = h('input', { type: 'checkbox', id: 'histogram-log', checked: host.state().log });
   root.replaceChildren(
-    h('h2', {}, 'Layer ', h('span', { class: 'mono' }, layer.name), h('span', { class: 'muted' }, ` · ${layer.op} · ${weight.name} [${weight.shape.join('×')}] · ${formatCount(weight.params)} values`)),
+    h('h2', {}, t('Layer') + ' ', h('span', { class: 'mono' }, layer.name), h('span', { class: 'muted' }, ` · ${layer.op} · ${weight.name} [${weight.shape.join('×')}] · ${t('{0} values', formatCount(weight.params))}`)),
     stats,
     h(
       'div',
@@ -150,14 +151,14 @@ export function showLayerDetail(root: HTMLElement, layer: LayerInfo, host: Layer
       h(
         'section',
         {},
-        h('h3', {}, origin ? 'Histogram: before (source, outline) and after (this model, filled)' : 'Histogram'),
-        h('div', { class: 'toolbar' }, h('label', {}, logBox, ' log count'), binsSelect),
+        h('h3', {}, origin ? t('Histogram: before (source, outline) and after (this model, filled)') : t('Histogram')),
+        h('div', { class: 'toolbar' }, h('label', {}, logBox, ' ' + t('log count')), binsSelect),
         histSlot,
       ),
-      h('section', {}, h('h3', {}, 'Per output channel: min–max and L2 norm'), channelSlot),
+      h('section', {}, h('h3', {}, t('Per output channel: min–max and L2 norm')), channelSlot),
     ),
-    h('h3', {}, `Heatmap: ${rows} out-channels × ${cols} (the rest, flattened)`),
-    h('div', { class: 'toolbar' }, h('label', { for: 'heatmap-mode' }, 'show '), modeSelect),
+    h('h3', {}, t('Heatmap: {0} out-channels × {1} (the rest, flattened)', rows, cols)),
+    h('div', { class: 'toolbar' }, h('label', { for: 'heatmap-mode' }, t('show') + ' '), modeSelect),
     h('div', { class: 'heatmap-row' }, heatSlot, stripSlot),
     errorSlot,
   );
@@ -215,7 +216,7 @@ export function showLayerDetail(root: HTMLElement, layer: LayerInfo, host: Layer
         drawHist();
       })
       .catch((err: Error) => {
-        if (current === me) histSlot.replaceChildren(h('p', { class: 'error' }, `Cannot compute the histogram: ${err.message}`));
+        if (current === me) histSlot.replaceChildren(h('p', { class: 'error' }, t('Cannot compute the histogram: {0}', err.message)));
       });
   };
   logBox.addEventListener('change', () => {

@@ -5,6 +5,7 @@ import { scaleBand, scaleLinear, select } from 'd3';
 import type { FromInspectorEvent, InspectorHostRequests, InspectorWebviewRequests, LayerInfo, ModelOrigin, ModelSummary, TileMode, ToInspectorEvent } from '../../src/protocol/inspector';
 import { connect, getState, setState } from '../common/api';
 import { formatBytes, formatCount, formatNumber, h } from '../common/dom';
+import { t } from '../common/l10n';
 import type { HeatmapView } from '../common/heatmap';
 import { activationSqnrView, calibrationRangeView } from './compare';
 import { disposeLayerDetail, showLayerDetail, type LayerDetailHost } from './layerDetail';
@@ -66,7 +67,7 @@ async function load(): Promise<void> {
     origin = o;
     render(summary);
   } catch (err) {
-    app.replaceChildren(h('h1', {}, 'Cannot open this model'), h('p', { class: 'error', id: 'error' }, (err as Error).message));
+    app.replaceChildren(h('h1', {}, t('Cannot open this model')), h('p', { class: 'error', id: 'error' }, (err as Error).message));
   } finally {
     app.removeAttribute('aria-busy');
   }
@@ -90,31 +91,31 @@ function render(s: ModelSummary): void {
     h(
       'div',
       { class: 'cards' },
-      card('Parameters', formatCount(s.params), 'params'),
-      card('Weight bytes', formatBytes(s.bytes), 'weight-bytes'),
-      card('File size', formatBytes(s.fileBytes), 'file-bytes'),
-      card('Nodes', formatCount(s.nodes), 'nodes'),
-      card('Weight-bearing layers', formatCount(s.layers.length), 'layer-count'),
+      card(t('Parameters'), formatCount(s.params), 'params'),
+      card(t('Weight bytes'), formatBytes(s.bytes), 'weight-bytes'),
+      card(t('File size'), formatBytes(s.fileBytes), 'file-bytes'),
+      card(t('Nodes'), formatCount(s.nodes), 'nodes'),
+      card(t('Weight-bearing layers'), formatCount(s.layers.length), 'layer-count'),
     ),
     h(
       'div',
       { class: 'toolbar' },
-      h('vscode-button', { onclick: () => rpc.sendEvent({ type: 'runCommand', command: 'whittle.compress' }) }, 'Compress…'),
-      h('vscode-button', { secondary: true, onclick: () => rpc.sendEvent({ type: 'runCommand', command: 'whittle.analyzeSensitivity' }) }, 'Analyze sensitivity'),
-      h('vscode-button', { secondary: true, onclick: () => rpc.sendEvent({ type: 'runCommand', command: 'whittle.prune' }) }, 'Prune…'),
+      h('vscode-button', { onclick: () => rpc.sendEvent({ type: 'runCommand', command: 'whittle.compress' }) }, t('Compress…')),
+      h('vscode-button', { secondary: true, onclick: () => rpc.sendEvent({ type: 'runCommand', command: 'whittle.analyzeSensitivity' }) }, t('Analyze sensitivity')),
+      h('vscode-button', { secondary: true, onclick: () => rpc.sendEvent({ type: 'runCommand', command: 'whittle.prune' }) }, t('Prune…')),
     ),
     ...s.warnings.map((w) => h('p', { class: 'warning' }, `⚠ ${w}`)),
     h(
       'div',
       { class: 'two-col' },
-      h('section', {}, h('h2', {}, 'Inputs'), ioTable(s.inputs), h('h2', {}, 'Outputs'), ioTable(s.outputs)),
-      h('section', {}, h('h2', {}, 'Operators'), opChart(s.opCounts)),
+      h('section', {}, h('h2', {}, t('Inputs')), ioTable(s.inputs), h('h2', {}, t('Outputs')), ioTable(s.outputs)),
+      h('section', {}, h('h2', {}, t('Operators')), opChart(s.opCounts)),
     ),
     ...(origin?.activations?.length ? [activationSqnrView(origin.activations)] : []),
     ...(origin?.ranges?.length ? [calibrationRangeView(origin.ranges)] : []),
     h('h2', {}, `Layers (${s.layers.length})`),
     layerTable(s.layers, layerParams),
-    h('div', { id: 'layer-detail' }, h('p', { class: 'muted' }, 'Click a layer to see its weight histogram, per-channel ranges and heatmap.')),
+    h('div', { id: 'layer-detail' }, h('p', { class: 'muted' }, t('Click a layer to see its weight histogram, per-channel ranges and heatmap.'))),
   );
   disposeLayerDetail();
   const selected = s.layers.find((l) => l.name === ui.selected);
@@ -127,9 +128,9 @@ function originBanner(o: ModelOrigin): HTMLElement {
   return h(
     'div',
     { class: 'origin-banner', id: 'origin-banner', role: 'note', 'data-pass': o.pass },
-    'Written by Whittle from ',
+    t('Written by Whittle from') + ' ',
     h('span', { class: 'mono', title: o.source }, name),
-    ` — ${o.summary}. Layer details compare each layer with the source.`,
+    ` — ${o.summary}. ${t('Layer details compare each layer with the source.')}`,
   );
 }
 
@@ -141,7 +142,7 @@ function ioTable(list: ModelSummary['inputs']): HTMLElement {
   return h(
     'table',
     {},
-    h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'Type'), h('th', {}, 'Shape'))),
+    h('thead', {}, h('tr', {}, h('th', {}, t('Name')), h('th', {}, t('Type')), h('th', {}, t('Shape')))),
     h(
       'tbody',
       {},
@@ -166,7 +167,7 @@ function opChart(counts: Record<string, number>): SVGSVGElement {
     .attr('width', width)
     .attr('height', height)
     .attr('role', 'img')
-    .attr('aria-label', 'Node count by operator');
+    .attr('aria-label', t('Node count by operator'));
   const g = svg.selectAll('g').data(data).join('g').attr('transform', (d) => `translate(0,${y(d[0])})`);
   g.append('text').attr('x', labelWidth - 6).attr('y', y.bandwidth() / 2).attr('dy', '0.35em').attr('text-anchor', 'end').text((d) => d[0]);
   g.append('rect').attr('class', 'bar').attr('x', labelWidth).attr('height', y.bandwidth()).attr('width', (d) => Math.max(1, x(d[1])));
@@ -180,7 +181,7 @@ function layerTable(layers: LayerInfo[], params: (l: LayerInfo) => number): HTML
   if (ui.sort === 'params') sorted.sort((a, b) => params(b) - params(a));
   if (ui.sort === 'sparsity') sorted.sort((a, b) => (first(b)?.sparsity ?? 0) - (first(a)?.sparsity ?? 0));
   const sortHeader = (label: string, key: SortKey) =>
-    h('th', { class: 'num sortable', title: `sort by ${label.toLowerCase()}`, onclick: () => resort(key) }, label + (ui.sort === key ? ' ▾' : ''));
+    h('th', { class: 'num sortable', title: t('sort by {0}', label.toLowerCase()), onclick: () => resort(key) }, label + (ui.sort === key ? ' ▾' : ''));
   return h(
     'div',
     { class: 'table-wrap' },
@@ -193,13 +194,13 @@ function layerTable(layers: LayerInfo[], params: (l: LayerInfo) => number): HTML
         h(
           'tr',
           {},
-          h('th', { class: 'sortable', onclick: () => resort('order') }, 'Layer' + (ui.sort === 'order' ? ' ▾' : '')),
-          h('th', {}, 'Op'),
-          h('th', {}, 'Weight shape'),
+          h('th', { class: 'sortable', onclick: () => resort('order') }, t('Layer') + (ui.sort === 'order' ? ' ▾' : '')),
+          h('th', {}, t('Op')),
+          h('th', {}, t('Weight shape')),
           h('th', {}, 'dtype'),
-          sortHeader('Params', 'params'),
-          h('th', { class: 'num' }, 'Bytes'),
-          sortHeader('Sparsity', 'sparsity'),
+          sortHeader(t('Params'), 'params'),
+          h('th', { class: 'num' }, t('Bytes')),
+          sortHeader(t('Sparsity'), 'sparsity'),
           h('th', { class: 'num' }, 'Min'),
           h('th', { class: 'num' }, 'Max'),
           h('th', { class: 'num' }, 'Mean'),
@@ -237,7 +238,7 @@ function sparsityBar(sparsity: number): HTMLElement {
   const pct = `${(sparsity * 100).toFixed(1)}%`;
   const fill = h('span', { class: 'sparsity-fill' });
   fill.style.width = `${Math.max(0, Math.min(100, sparsity * 100))}%`;
-  return h('span', { class: 'sparsity-cell', title: `${pct} of the weights are zero` }, h('span', { class: 'sparsity-bar', 'data-sparsity': sparsity }, fill), h('span', { class: 'sparsity-label' }, pct));
+  return h('span', { class: 'sparsity-cell', title: t('{0} of the weights are zero', pct) }, h('span', { class: 'sparsity-bar', 'data-sparsity': sparsity }, fill), h('span', { class: 'sparsity-label' }, pct));
 }
 
 function resort(key: SortKey): void {

@@ -4,6 +4,7 @@ import type { AnalysisSidecar, LayerChoice, LayerSensitivity } from '../../src/p
 import type { FromSensitivityEvent, SensitivityHostRequests, SensitivityRequests, ShowModelEvent, ToSensitivityEvent } from '../../src/protocol/sensitivity';
 import { connect, getState, setState } from '../common/api';
 import { formatCount, formatNumber, h } from '../common/dom';
+import { t } from '../common/l10n';
 
 /**
  * The Layer Sensitivity side-bar view: pick data and kind, run, and watch per-layer sweeps arrive: curves
@@ -55,14 +56,14 @@ const rpc = connect<SensitivityHostRequests, SensitivityRequests, FromSensitivit
       layers = new Map();
       ranking = undefined;
       warnings = [];
-      status = `Starting: ${event.kind} sweeps on ${event.data === 'random' ? 'random inputs' : event.data}…`;
+      status = t('Starting: {0} sweeps on {1}…', event.kind, event.data === 'random' ? t('random inputs') : event.data);
       statusClass = 'muted';
       render();
       break;
     case 'layerResult':
       if (event.file !== model?.file) return;
       layers.set(event.layer.name, event.layer);
-      status = `${event.done} of ${event.total} layers done`;
+      status = t('{0} of {1} layers done', event.done, event.total);
       render();
       break;
     case 'runProgress':
@@ -75,13 +76,13 @@ const rpc = connect<SensitivityHostRequests, SensitivityRequests, FromSensitivit
       running = false;
       if (event.analysis) {
         loadAnalysis(event.analysis);
-        status = `Done: ${event.analysis.result.baseline.samples} samples, ${event.analysis.result.baseline.metricName}; saved to ${event.sidecar}`;
+        status = t('Done: {0} samples, {1}; saved to {2}', event.analysis.result.baseline.samples, event.analysis.result.baseline.metricName, event.sidecar ?? '');
         statusClass = 'muted';
       } else if (event.cancelled) {
-        status = 'Cancelled.';
+        status = t('Cancelled.');
         statusClass = 'warning';
       } else {
-        status = `Failed: ${event.error}`;
+        status = t('Failed: {0}', String(event.error));
         statusClass = 'error';
       }
       render();
@@ -118,14 +119,14 @@ function updateStatus(): void {
 function render(): void {
   app.removeAttribute('aria-busy');
   if (!model) {
-    app.replaceChildren(h('p', { class: 'muted' }, 'Open a model in the Whittle Model Inspector to analyse its layers here.'));
+    app.replaceChildren(h('p', { class: 'muted' }, t('Open a model in the Whittle Model Inspector to analyse its layers here.')));
     return;
   }
   const m = model;
   const colour = new Map(m.layers.map((l, i) => [l.name, palette[i % palette.length]]));
   const list = ranked();
   app.replaceChildren(
-    h('div', {}, h('strong', {}, m.name), h('span', { class: 'muted' }, ` · ${formatCount(m.params)} parameters · ${m.layers.length} layers`)),
+    h('div', {}, h('strong', {}, m.name), h('span', { class: 'muted' }, ` · ${t('{0} parameters', formatCount(m.params))} · ${t('{0} layers', m.layers.length)}`)),
     runForm(m.file),
     h('div', { id: 'run-status', class: `progress-line ${statusClass}` }, status),
     ...warnings.map((w) => h('p', { class: 'warning' }, `⚠ ${w}`)),
@@ -135,9 +136,9 @@ function render(): void {
 }
 
 function runForm(file: string): HTMLElement {
-  const data = h('select', { id: 'sensitivity-data' }, h('option', { value: 'random', selected: ui.data === 'random' }, 'Random inputs'), h('option', { value: 'file', selected: ui.data === 'file' }, 'File or folder…'));
-  const pathInput = h('input', { type: 'text', id: 'sensitivity-data-path', value: ui.path, placeholder: 'manifest, image folder, idx, npy/npz, pb folder' });
-  const browse = h('vscode-button', { secondary: true, id: 'sensitivity-browse' }, 'Browse…');
+  const data = h('select', { id: 'sensitivity-data' }, h('option', { value: 'random', selected: ui.data === 'random' }, t('Random inputs')), h('option', { value: 'file', selected: ui.data === 'file' }, t('File or folder…')));
+  const pathInput = h('input', { type: 'text', id: 'sensitivity-data-path', value: ui.path, placeholder: t('manifest, image folder, idx, npy/npz, pb folder') });
+  const browse = h('vscode-button', { secondary: true, id: 'sensitivity-browse' }, t('Browse…'));
   const pathRow = h('div', { class: 'form-row' }, pathInput, browse);
   pathRow.hidden = ui.data !== 'file';
   data.addEventListener('change', () => {
@@ -156,32 +157,32 @@ function runForm(file: string): HTMLElement {
   const kind = h(
     'select',
     { id: 'sensitivity-kind' },
-    ...(['both', 'prune', 'quant'] as const).map((k) => h('option', { value: k, selected: ui.kind === k }, k === 'both' ? 'Pruning and quantization' : k === 'prune' ? 'Pruning' : 'Quantization')),
+    ...(['both', 'prune', 'quant'] as const).map((k) => h('option', { value: k, selected: ui.kind === k }, k === 'both' ? t('Pruning and quantization') : k === 'prune' ? t('Pruning') : t('Quantization'))),
   );
   kind.addEventListener('change', () => save({ kind: kind.value as UiState['kind'] }));
-  const limit = h('input', { type: 'number', id: 'sensitivity-limit', min: 1, value: ui.limit, title: 'samples' });
+  const limit = h('input', { type: 'number', id: 'sensitivity-limit', min: 1, value: ui.limit, title: t('samples') });
   limit.addEventListener('change', () => save({ limit: Math.max(1, Number(limit.value) || 1) }));
-  const runButton = h('vscode-button', { id: 'sensitivity-run', disabled: running }, 'Run');
+  const runButton = h('vscode-button', { id: 'sensitivity-run', disabled: running }, t('Run'));
   runButton.addEventListener('click', () => {
     if (running) return;
     const spec = ui.data === 'random' ? 'random' : ui.path.trim();
     if (!spec) {
-      status = 'Pick the data first.';
+      status = t('Pick the data first.');
       statusClass = 'error';
       updateStatus();
       return;
     }
     rpc.sendEvent({ type: 'analyze', file, data: spec, kind: ui.kind, limit: ui.limit });
   });
-  const cancel = h('vscode-button', { id: 'sensitivity-cancel', secondary: true, disabled: !running }, 'Cancel');
+  const cancel = h('vscode-button', { id: 'sensitivity-cancel', secondary: true, disabled: !running }, t('Cancel'));
   cancel.addEventListener('click', () => rpc.sendEvent({ type: 'cancel' }));
   return h(
     'div',
     { class: 'run-form' },
-    h('div', { class: 'form-row' }, h('label', { for: 'sensitivity-data' }, 'Data'), data),
+    h('div', { class: 'form-row' }, h('label', { for: 'sensitivity-data' }, t('Data')), data),
     pathRow,
-    h('div', { class: 'form-row' }, h('label', { for: 'sensitivity-kind' }, 'Sweep'), kind),
-    h('div', { class: 'form-row' }, h('label', { for: 'sensitivity-limit' }, 'Samples'), limit),
+    h('div', { class: 'form-row' }, h('label', { for: 'sensitivity-kind' }, t('Sweep')), kind),
+    h('div', { class: 'form-row' }, h('label', { for: 'sensitivity-limit' }, t('Samples')), limit),
     h('div', { class: 'toolbar' }, runButton, cancel),
   );
 }
@@ -190,7 +191,7 @@ function layerList(m: NonNullable<ShowModelEvent['model']>): HTMLElement {
   return h(
     'table',
     { id: 'sensitivity-layers' },
-    h('thead', {}, h('tr', {}, h('th', {}, 'Layer'), h('th', {}, 'Op'), h('th', { class: 'num' }, 'Params'))),
+    h('thead', {}, h('tr', {}, h('th', {}, t('Layer')), h('th', {}, t('Op')), h('th', { class: 'num' }, t('Params')))),
     h(
       'tbody',
       {},
@@ -210,7 +211,7 @@ function rankingTable(file: string, list: LayerSensitivity[], colour: Map<string
         render();
       },
       (err: Error) => {
-        status = `Cannot save the choice: ${err.message}`;
+        status = t('Cannot save the choice: {0}', err.message);
         statusClass = 'error';
         updateStatus();
       },
@@ -219,25 +220,25 @@ function rankingTable(file: string, list: LayerSensitivity[], colour: Map<string
   return h(
     'div',
     { class: 'table-wrap' },
-    h('h3', {}, 'Most sensitive first'),
+    h('h3', {}, t('Most sensitive first')),
     h(
       'table',
       { id: 'sensitivity-ranking' },
       h(
         'thead',
         {},
-        h('tr', {}, h('th', {}, '#'), h('th', {}, 'Layer'), h('th', { class: 'num', title: 'mean metric over the levels' }, 'Score'), h('th', {}, 'Exclude'), h('th', {}, 'Sparsity'), h('th', {}, 'Bits')),
+        h('tr', {}, h('th', {}, '#'), h('th', {}, t('Layer')), h('th', { class: 'num', title: t('mean metric over the levels') }, t('Score')), h('th', {}, t('Exclude')), h('th', {}, t('Sparsity')), h('th', {}, t('Bits'))),
       ),
       h(
         'tbody',
         {},
         ...list.map((l, i) => {
           const c = choices[l.name] ?? {};
-          const exclude = h('input', { type: 'checkbox', class: 'choice-exclude', checked: !!c.exclude, disabled: !canChoose, title: 'exclude from compression' });
+          const exclude = h('input', { type: 'checkbox', class: 'choice-exclude', checked: !!c.exclude, disabled: !canChoose, title: t('exclude from compression') });
           exclude.addEventListener('change', () => setChoice(l.name, { ...c, exclude: exclude.checked ? true : undefined }));
-          const sparsity = h('input', { type: 'number', class: 'choice-sparsity', min: 0, max: 0.99, step: 0.05, value: c.sparsity ?? '', disabled: !canChoose, placeholder: 'auto' });
+          const sparsity = h('input', { type: 'number', class: 'choice-sparsity', min: 0, max: 0.99, step: 0.05, value: c.sparsity ?? '', disabled: !canChoose, placeholder: t('auto') });
           sparsity.addEventListener('change', () => setChoice(l.name, { ...c, sparsity: sparsity.value === '' ? undefined : Number(sparsity.value) }));
-          const bits = h('input', { type: 'number', class: 'choice-bits', min: 2, max: 16, step: 1, value: c.bits ?? '', disabled: !canChoose, placeholder: 'auto' });
+          const bits = h('input', { type: 'number', class: 'choice-bits', min: 2, max: 16, step: 1, value: c.bits ?? '', disabled: !canChoose, placeholder: t('auto') });
           bits.addEventListener('change', () => setChoice(l.name, { ...c, bits: bits.value === '' ? undefined : Number(bits.value) }));
           const row = h(
             'tr',
@@ -288,7 +289,7 @@ function curves(kind: 'prune' | 'quant', list: LayerSensitivity[], colour: Map<s
     .attr('height', height)
     .style('max-width', '100%')
     .attr('role', 'img')
-    .attr('aria-label', kind === 'prune' ? 'metric against sparsity, per layer' : 'metric against bits, per layer');
+    .attr('aria-label', kind === 'prune' ? t('metric against sparsity, per layer') : t('metric against bits, per layer'));
   let xOf: (v: number) => number;
   if (kind === 'prune') {
     const x = scaleLinear().domain([0, Math.max(0.95, ...all.map((p) => p.x))]).range([m.l, width - m.r]);
@@ -323,7 +324,7 @@ function curves(kind: 'prune' | 'quant', list: LayerSensitivity[], colour: Map<s
     })
     .append('title')
     .text((s) => `${s.name}: ${s.points.map((p) => `${kind === 'prune' ? `${Math.round(p.x * 100)}%` : `${p.x}b`} ${formatNumber(p.y)}`).join(', ')}`);
-  return h('section', {}, h('h3', {}, kind === 'prune' ? 'Metric vs sparsity' : 'Metric vs bits'), svg.node()!);
+  return h('section', {}, h('h3', {}, kind === 'prune' ? t('Metric vs sparsity') : t('Metric vs bits')), svg.node()!);
 }
 
 function heatTable(list: LayerSensitivity[]): HTMLElement {
@@ -337,11 +338,11 @@ function heatTable(list: LayerSensitivity[]): HTMLElement {
   return h(
     'section',
     { class: 'table-wrap' },
-    h('h3', {}, 'Layers × levels'),
+    h('h3', {}, t('Layers × levels')),
     h(
       'table',
       { class: 'heat', id: 'sensitivity-heat' },
-      h('thead', {}, h('tr', {}, h('th', {}, 'Layer'), ...prune.map((s) => h('th', { class: 'num' }, `${Math.round(s * 100)}%`)), ...bits.map((b) => h('th', { class: 'num' }, `${b}b`)))),
+      h('thead', {}, h('tr', {}, h('th', {}, t('Layer')), ...prune.map((s) => h('th', { class: 'num' }, `${Math.round(s * 100)}%`)), ...bits.map((b) => h('th', { class: 'num' }, `${b}b`)))),
       h(
         'tbody',
         {},
