@@ -50,6 +50,17 @@ export interface FinetuneParams {
    * weights with their 4-bit fake-quant (weights on the 4-bit grid, stored as float). Both are evaluated on --eval-data.
    */
   qat?: 8 | 4;
+  /**
+   * Gradual magnitude pruning during the run (Zhu & Gupta's cubic schedule) to this final sparsity of the kernels and
+   * matrices, reached at `pruneEnd` of the run (default 0.5), the rest fine-tuning at it; zeros in the input stay.
+   */
+  prune?: number;
+  /** 'global' (one threshold, default) or 'layer' (each kernel or matrix at the sparsity). */
+  pruneScope?: 'global' | 'layer';
+  /** Fraction of the run at which pruning starts (default 0). */
+  pruneStart?: number;
+  /** Fraction of the run at which the final sparsity is reached (default 0.5). */
+  pruneEnd?: number;
 }
 
 /** The exported quantized model of a QAT run. */
@@ -98,6 +109,10 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
   for (const [name, v, min] of [['--epochs', epochs, 1], ['--batch', batch, 1]] as const) if (!Number.isSafeInteger(v) || v < min) throw new InputError(undefined, `${name} must be a whole number of at least ${min}, not ${v}`);
   if (p.qat !== undefined && p.qat !== 8 && p.qat !== 4) throw new InputError(undefined, `--qat must be 8 or 4, not ${String(p.qat)}`);
   if (!(lr > 0)) throw new InputError(undefined, `--lr must be a positive number, not ${p.lr}`);
+  if (p.prune !== undefined && !(p.prune > 0 && p.prune < 1)) throw new InputError(undefined, `--prune must be a sparsity strictly between 0 and 1, not ${p.prune}`);
+  if (p.prune !== undefined && p.keepMasks === false) throw new InputError(undefined, '--prune needs masks: drop --no-masks');
+  if (p.pruneScope !== undefined && p.pruneScope !== 'global' && p.pruneScope !== 'layer') throw new InputError(undefined, `--prune-scope must be global or layer, not ${String(p.pruneScope)}`);
+  for (const [name, v] of [['--prune-start', p.pruneStart], ['--prune-end', p.pruneEnd]] as const) if (v !== undefined && !(v >= 0 && v <= 1)) throw new InputError(undefined, `${name} must be a fraction of the run between 0 and 1, not ${v}`);
   const model = OnnxModel.open(source);
   const { dir, created } = runFolder(source, 'finetune', p.out);
   try {
@@ -130,6 +145,7 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
         keepMasks: p.keepMasks,
         threads: p.threads,
         ...(p.qat ? { qat: { bits: p.qat } } : {}),
+        ...(p.prune !== undefined ? { prune: { sparsity: p.prune, scope: p.pruneScope, start: p.pruneStart, end: p.pruneEnd } } : {}),
       },
       signal,
       (t) => {
@@ -140,7 +156,7 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
     warnings.push(...result.warnings);
     for (const [name, w] of result.weights) replaceTensorData(model.graph, name, w);
 
-    const steps = { pass: 'finetune', params: { epochs, batch, lr, optimizer, momentum: p.momentum, weightDecay: p.weightDecay, schedule: p.schedule ?? 'constant', warmupSteps: p.warmupSteps, keepMasks: p.keepMasks ?? true, seed: p.seed ?? 0, data: p.data, evalData: p.evalData, ...(p.qat ? { qat: p.qat } : {}) } };
+    const steps = { pass: 'finetune', params: { epochs, batch, lr, optimizer, momentum: p.momentum, weightDecay: p.weightDecay, schedule: p.schedule ?? 'constant', warmupSteps: p.warmupSteps, keepMasks: p.keepMasks ?? true, seed: p.seed ?? 0, data: p.data, evalData: p.evalData, ...(p.qat ? { qat: p.qat } : {}), ...(p.prune !== undefined ? { prune: p.prune, pruneScope: p.pruneScope ?? 'global', pruneStart: p.pruneStart ?? 0, pruneEnd: p.pruneEnd ?? 0.5 } : {}) } };
     const recipe = { tool: toolName, version, source: { file: source, sha256: sourceSha256 }, steps: [steps] };
     const out = path.join(dir, path.basename(source).replace(/\.onnx$/i, '') + '.onnx');
     const written = writeOnnx(model, out, { provenance: { sourceSha256, recipe: JSON.stringify(recipe.steps) } });
@@ -223,6 +239,7 @@ function reportMarkdown(r: FinetuneResult): string {
     `| size (bytes) | ${r.sizeBytes.before} | ${r.sizeBytes.after} |`,
     '',
     `Sparsity of the trained kernels and matrices: ${pct(r.sparsity)}${t.masks.length ? ` (pruned zeros held at zero in ${t.masks.map((m) => m.name).join(', ')})` : ''}.`,
+    ...(t.pruneRounds?.length ? ['', `Gradual pruning: ${t.pruneRounds.length} rounds from step ${t.pruneRounds[0].step} to ${t.pruneRounds.at(-1)!.step}, reaching ${pct(t.pruneRounds.at(-1)!.sparsity)}.`] : []),
     ...(t.best ? ['', `Kept the weights of step ${t.best.step} (evaluation accuracy ${pct(t.best.accuracy)}).`] : []),
     '',
     '| step | loss | lr |',

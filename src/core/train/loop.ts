@@ -44,6 +44,27 @@ export interface TrainOptions {
   threads?: number;
   /** Quantization-aware training: weight fake-quant (per channel, int8 or 4-bit) in the forward pass; the weights returned stay float. */
   qat?: FakeQuantOptions;
+  /** Gradual magnitude pruning during training, ending at an exact sparsity of the matrix-like weights. */
+  prune?: GradualPruneOptions;
+}
+
+/**
+ * Gradual magnitude pruning (Zhu & Gupta, "To prune, or not to prune", 2017): every `every` steps between `start` and
+ * `end` (fractions of the run) the smallest-magnitude kernel and matrix elements are zeroed, the target sparsity
+ * rising along s·(1 − (1 − t)³); from `end` on the masks stay and the rest of the run fine-tunes at the final
+ * sparsity. Zeros only accumulate, so weights already pruned in the input stay pruned. With evaluation, only
+ * evaluations at the final sparsity compete for the kept weights.
+ */
+export interface GradualPruneOptions {
+  /** Final fraction of zeros, 0 < sparsity < 1. */
+  sparsity: number;
+  /** 'global': one magnitude threshold across all kernels and matrices; 'layer': each reaches the sparsity (default global). */
+  scope?: 'global' | 'layer';
+  /** Fraction of the run at which pruning starts (default 0) and reaches the final sparsity (default 0.5). */
+  start?: number;
+  end?: number;
+  /** Steps between pruning rounds (default: about 20 rounds). */
+  every?: number;
 }
 
 /** A progress report, at most a few a second. */
@@ -67,8 +88,10 @@ export interface TrainResult {
   evals: Array<{ step: number; accuracy: number }>;
   /** The evaluation whose weights were kept, when evaluation ran. */
   best?: { step: number; accuracy: number };
-  /** Weights whose zeros were held at zero, and how many zeros. */
+  /** Weights whose zeros were held at zero, and how many zeros (at the end, with gradual pruning). */
   masks: Array<{ name: string; zeros: number; count: number }>;
+  /** With gradual pruning: the rounds (step, target sparsity). */
+  pruneRounds?: Array<{ step: number; sparsity: number }>;
   warnings: string[];
 }
 
@@ -98,15 +121,9 @@ export async function train(model: OnnxModel, o: TrainOptions, signal?: AbortSig
   try {
     const weights = tg.initial.map((t, k) => floatsOf(model, tg.weights[k], t.dataType));
     const shapes = tg.initial.map((t) => tensorShape(t));
-    const masks: TrainResult['masks'] = [];
-    const zeroIdx: Array<Uint32Array | undefined> = weights.map((w, k) => {
-      if (o.keepMasks === false || !matrixLike(shapes[k])) return undefined;
-      const idx: number[] = [];
-      for (let i = 0; i < w.length; i++) if (w[i] === 0) idx.push(i);
-      if (idx.length === 0) return undefined;
-      masks.push({ name: tg.weights[k], zeros: idx.length, count: w.length });
-      return Uint32Array.from(idx);
-    });
+    const prunable = weights.map((_, k) => o.keepMasks !== false && matrixLike(shapes[k]));
+    if (o.prune && !prunable.some(Boolean)) throw new InputError(model.file, 'gradual pruning found no kernels or matrices to prune (or masks are off)');
+    let zeroIdx: Array<Uint32Array | undefined> = weights.map((w, k) => (prunable[k] ? zerosIn(w) : undefined));
     const opt = createOptimizer(o.optimizer);
     const schedule = o.schedule ?? { kind: 'constant' };
     const probe = await openDataset(o.data, inputs, { limit: o.limit, seed: o.seed });
@@ -115,6 +132,8 @@ export async function train(model: OnnxModel, o: TrainOptions, signal?: AbortSig
     const stepsPerEpoch = Math.ceil(probe.size / o.batch);
     const totalSteps = stepsPerEpoch * o.epochs;
     const evalEvery = o.evalEvery ?? stepsPerEpoch;
+    const plan = o.prune ? prunePlan(o.prune, totalSteps, model.file) : undefined;
+    const pruneRounds: Array<{ step: number; sparsity: number }> = [];
     const curve: TrainResult['curve'] = [];
     const evals: TrainResult['evals'] = [];
     let best: { step: number; accuracy: number; weights: Float32Array[] } | undefined;
@@ -131,7 +150,9 @@ export async function train(model: OnnxModel, o: TrainOptions, signal?: AbortSig
       const accuracy = await accuracyOf(evalSession!, tg, weights, shapes, o.evalData!, inputs, o.evalLimit, signal);
       trainMs -= performance.now() - t;
       evals.push({ step, accuracy });
-      if (!best || accuracy > best.accuracy) best = { step, accuracy, weights: weights.map((w) => w.slice()) };
+      // While gradual pruning is still removing weights, a better score comes from a denser model: not a candidate.
+      const final = !plan || step >= plan.endStep;
+      if (final && (!best || accuracy > best.accuracy)) best = { step, accuracy, weights: weights.map((w) => w.slice()) };
     };
 
     for (let epoch = 0; epoch < o.epochs; epoch++) {
@@ -140,6 +161,12 @@ export async function train(model: OnnxModel, o: TrainOptions, signal?: AbortSig
       for await (const batch of dataset.batches(o.batch, signal)) {
         if (signal?.aborted) throw new CancelledError();
         const tStep = performance.now();
+        if (plan && step >= plan.startStep && step <= plan.endStep && (step - plan.startStep) % plan.every === 0) {
+          const target = plan.target(step);
+          magnitudePrune(weights, prunable, target, o.prune!.scope ?? 'global');
+          zeroIdx = weights.map((w, k) => (prunable[k] ? zerosIn(w) : undefined));
+          pruneRounds.push({ step, sparsity: target });
+        }
         const out = await session.run(feedsOf(tg, batch, weights, shapes));
         const grads = tg.gradients.map((g) => out[g].data as Float32Array);
         for (let k = 0; k < grads.length; k++) {
@@ -174,6 +201,8 @@ export async function train(model: OnnxModel, o: TrainOptions, signal?: AbortSig
     }
     if (evalSession && evals.at(-1)?.step !== step) await evaluateNow();
     const kept = best && best.step !== step ? best.weights : weights;
+    const masks: TrainResult['masks'] = [];
+    zeroIdx.forEach((z, k) => z?.length && masks.push({ name: tg.weights[k], zeros: z.length, count: weights[k].length }));
     return {
       weights: new Map(tg.weights.map((name, k) => [name, kept[k]])),
       steps: step,
@@ -182,11 +211,76 @@ export async function train(model: OnnxModel, o: TrainOptions, signal?: AbortSig
       evals,
       ...(best ? { best: { step: best.step, accuracy: best.accuracy } } : {}),
       masks,
+      ...(plan ? { pruneRounds } : {}),
       warnings,
     };
   } finally {
     await session.release();
     await evalSession?.release();
+  }
+}
+
+/** Indices of the exact zeros of a weight, or undefined when it has none. */
+function zerosIn(w: Float32Array): Uint32Array | undefined {
+  const idx: number[] = [];
+  for (let i = 0; i < w.length; i++) if (w[i] === 0) idx.push(i);
+  return idx.length ? Uint32Array.from(idx) : undefined;
+}
+
+/** The pruning schedule in steps, checked. */
+function prunePlan(p: GradualPruneOptions, totalSteps: number, file?: string): { startStep: number; endStep: number; every: number; target: (step: number) => number } {
+  const start = p.start ?? 0;
+  const end = p.end ?? 0.5;
+  if (!(p.sparsity > 0 && p.sparsity < 1)) throw new InputError(file, `the pruning sparsity must lie strictly between 0 and 1, not ${p.sparsity}`);
+  if (!(start >= 0 && end >= start && end <= 1)) throw new InputError(file, `the pruning window must satisfy 0 <= start <= end <= 1 (got ${start} to ${end})`);
+  const startStep = Math.floor(start * totalSteps);
+  const endStep = Math.min(totalSteps - 1, Math.max(startStep, Math.floor(end * totalSteps)));
+  const every = p.every ?? Math.max(1, Math.floor((endStep - startStep) / 20));
+  if (!Number.isSafeInteger(every) || every < 1) throw new InputError(file, `the pruning interval must be a whole number of steps of at least 1, not ${p.every}`);
+  // The last round lands exactly on endStep at the final sparsity.
+  const rounds = Math.max(1, Math.ceil((endStep - startStep) / every));
+  const last = startStep + rounds * every;
+  return {
+    startStep,
+    endStep: last,
+    every,
+    target: (step) => {
+      const t = Math.min(1, (step - startStep) / (last - startStep || 1));
+      return step >= last ? p.sparsity : p.sparsity * (1 - (1 - t) ** 3);
+    },
+  };
+}
+
+/**
+ * Zeroes the smallest-magnitude elements of the prunable weights so that exactly round(sparsity·n) of their n elements
+ * are zero, over all of them (global) or per weight (layer). Existing zeros count first, so zeros only accumulate.
+ */
+export function magnitudePrune(weights: Float32Array[], prunable: boolean[], sparsity: number, scope: 'global' | 'layer'): void {
+  const groups = scope === 'layer' ? weights.map((_, k) => [k]).filter(([k]) => prunable[k]) : [weights.map((_, k) => k).filter((k) => prunable[k])];
+  for (const group of groups) {
+    const n = group.reduce((a, k) => a + weights[k].length, 0);
+    const want = Math.round(sparsity * n);
+    if (want === 0) continue;
+    const mags = new Float32Array(n);
+    let at = 0;
+    for (const k of group) for (const v of weights[k]) mags[at++] = Math.abs(v);
+    mags.sort();
+    const thr = mags[want - 1];
+    let below = 0;
+    for (let i = 0; i < want; i++) if (mags[i] < thr) below++;
+    // Everything under the threshold goes, then elements at it until the count is exact.
+    let ties = want - below;
+    for (const k of group) {
+      const w = weights[k];
+      for (let i = 0; i < w.length; i++) {
+        const m = Math.abs(w[i]);
+        if (m < thr) w[i] = 0;
+        else if (m === thr && ties > 0) {
+          w[i] = 0;
+          ties--;
+        }
+      }
+    }
   }
 }
 
