@@ -6,7 +6,7 @@
 //   gradual-layer   the same with --prune-scope layer
 //   dense-ft        finetune the dense model (the same loop, no pruning): what training alone does
 // Usage: node out/bench/finetuneRecovery.js [--recipes a,b] [--epochs 2] [--lr 0.005] [--optimizer adam]
-//        [--schedule cosine] [--batch 64] [--prune-end 0.5] [--limit N] [--seed 1] [--threads T]
+//        [--schedule cosine] [--batch 64] [--prune-end 0.5] [--limit N] [--seed 1] [--threads T] [--eval-every STEPS] [--logit-scale auto|X] [--verbose]
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -53,11 +53,13 @@ function layerSparsity(file: string): string {
     seed: Number(arg('seed', '1')),
     threads: process.argv.includes('--threads') ? Number(arg('threads', '1')) : undefined,
     ep: 'cpu',
+    evalEvery: process.argv.includes('--eval-every') ? Number(arg('eval-every', '0')) : undefined,
+    logitScale: arg('logit-scale', 'auto') === 'auto' ? 'auto' : Number(arg('logit-scale', '1')),
   };
   const dense = (await evaluate({ model, data: test, ep: 'cpu' })).accuracy!;
   const rows: string[] = [`| recipe | before fine-tune | after | drop vs dense (pt) | sparsity | per layer | time (s) |`, '|---|---:|---:|---:|---:|---|---:|'];
   const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
-  console.log(`dense mnist-8: ${pct(dense)} on ${test}; epochs ${common.epochs}, ${common.optimizer} lr ${common.lr} ${common.schedule}, batch ${common.batch}${limit ? `, ${limit} training samples` : ''}`);
+  console.log(`dense mnist-8: ${pct(dense)} on ${test}; epochs ${common.epochs}, ${common.optimizer} lr ${common.lr} ${common.schedule}, batch ${common.batch}${limit ? `, ${limit} training samples` : ''}, logit scale ${common.logitScale}`);
   for (const recipe of recipes) {
     const t0 = performance.now();
     let start = model;
@@ -71,7 +73,11 @@ function layerSparsity(file: string): string {
     const r = await runFinetune({ ...common, ...extra, model: start, out: path.join(tmp, recipe) });
     const after = r.metrics.after.accuracy!;
     const row = `| ${recipe} | ${pct(r.metrics.before.accuracy!)} | ${pct(after)} | ${((dense - after) * 100).toFixed(2)} | ${pct(r.sparsity)} | ${layerSparsity(r.output)} | ${((performance.now() - t0) / 1000).toFixed(0)} |`;
-    console.log(row);
+    console.log(row, `(logit scale ${r.training.logitScale.toPrecision(3)})`);
+    if (process.argv.includes('--verbose')) {
+      console.log('  evals:', r.training.evals.map((e) => `${e.step}:${pct(e.accuracy)}`).join(' '));
+      console.log('  loss:', r.training.curve.map((c) => `${c.step}:${c.loss.toFixed(3)}`).join(' '));
+    }
     rows.push(row);
   }
   console.log(['', `dense ${pct(dense)}`, ...rows].join('\n'));

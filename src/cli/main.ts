@@ -191,7 +191,7 @@ const commands: Record<string, Command> = {
     },
   },
   finetune: {
-    usage: 'finetune <model> --data D --epochs E [--lr LR] [--batch N] [--optimizer sgd|adam|adamw] [--eval-data D2] [--schedule constant|cosine] [--no-masks] [--qat 8|4] [--prune S [--prune-scope global|layer] [--prune-end F]]',
+    usage: 'finetune <model> --data D --epochs E [--lr LR] [--batch N] [--optimizer sgd|adam|adamw] [--eval-data D2] [--schedule constant|cosine] [--no-masks] [--qat 8|4 [--qat-activations] [--qat-exclude A,B]] [--prune S [--prune-scope global|layer] [--prune-end F]] [--logit-scale auto|X]',
     summary: 'train a model further on labelled data (after pruning: pruned weights stay zero), measured before and after on --eval-data',
     flags: [
       { name: 'epochs', value: 'E', help: 'passes over --data (default 1)' },
@@ -211,6 +211,9 @@ const commands: Record<string, Command> = {
       { name: 'prune-scope', value: 'SCOPE', choices: ['global', 'layer'], help: 'with --prune: one magnitude threshold across layers (global, default) or S in every layer' },
       { name: 'prune-start', value: 'F', help: 'with --prune: fraction of the run at which pruning starts (default 0)' },
       { name: 'prune-end', value: 'F', help: 'with --prune: fraction of the run at which S is reached (default 0.5)' },
+      { name: 'qat-exclude', value: 'LAYERS', help: 'with --qat: comma-separated layer names (or weight names, op types) kept in float, in training and in the export' },
+      { name: 'qat-activations', help: 'with --qat: fake-quantize the layers\' input activations too (uint8, ranges calibrated as static quantize does)' },
+      { name: 'logit-scale', value: 'X', help: "cross-entropy trains on logits times X (default auto: 5/RMS of the first batch's logits when that RMS exceeds 20)" },
     ],
     run: ({ positionals, flags }) => {
       const model = requireModel(positionals);
@@ -236,6 +239,9 @@ const commands: Record<string, Command> = {
         pruneScope: flags['prune-scope'] as 'global' | 'layer' | undefined,
         pruneStart: numberFlag(flags, 'prune-start'),
         pruneEnd: numberFlag(flags, 'prune-end'),
+        qatExclude: listFlag(flags, 'qat-exclude'),
+        qatActivations: flags['qat-activations'] ? true : undefined,
+        logitScale: flags['logit-scale'] === undefined || flags['logit-scale'] === 'auto' ? undefined : numberFlag(flags, 'logit-scale'),
         out: flags.out as string | undefined,
         ep: (flags.ep as EpName | undefined) ?? 'auto',
         limit: intFlag(flags, 'limit'),

@@ -42,6 +42,7 @@ describe('training on MNIST', { skip: noSharedData }, () => {
     assert.ok(r.metrics.after.accuracy! >= 0.97, `after 1 epoch: ${r.metrics.after.accuracy}`);
     assert.equal(r.metrics.after.samples, 10000);
     assert.equal(r.training.steps, Math.ceil(60000 / 64));
+    assert.equal(r.training.logitScale, 1, 'the untrained MLP has small logits: no scaling');
     assert.ok(r.training.curve.length >= 10 && r.training.curve.at(-1)!.loss < r.training.curve[0].loss / 3);
     // The written model is what scored, and carries provenance.
     const m = OnnxModel.open(r.output);
@@ -106,6 +107,8 @@ describe('training on MNIST', { skip: noSharedData }, () => {
     m0.close();
     const r = await runFinetune({ model: pruned.output, data: `${path.join(mnist, 'train-images-idx3-ubyte.gz')}#:3200`, evalData: `${test10k}#:500`, epochs: 1, batch: 64, lr: 0.005, optimizer: 'adam', schedule: 'cosine', seed: 1, threads: 1, ep: 'cpu', prune: 0.9, pruneEnd: 0.5, evalEvery: 10 });
     assert.ok(Math.abs(r.sparsity - 0.9) < 1e-3, `sparsity ${r.sparsity}`);
+    // mnist-8's logits have an RMS in the thousands (raw 0-255 input): cross-entropy trained on them scaled down.
+    assert.ok(r.training.logitScale > 0 && r.training.logitScale < 0.01, `logit scale ${r.training.logitScale}`);
     const rounds = r.training.pruneRounds!;
     assert.ok(rounds.length >= 5, `${rounds.length} rounds`);
     for (let i = 1; i < rounds.length; i++) assert.ok(rounds[i].sparsity > rounds[i - 1].sparsity && rounds[i].step > rounds[i - 1].step);

@@ -17,6 +17,8 @@ import { InputError } from '../errors';
 import { train, type TrainProgress, type TrainResult } from './loop';
 import { insertWeightFakeQuant } from './qat';
 import { runQuantize } from '../passes/quantize/run';
+import { activationSpec, chooseRange, collectStats } from '../passes/quantize/calibrate';
+import { scaleZeroPoint, type ScaleZero } from '../passes/quantize/math';
 import { toBinary } from '@bufbuild/protobuf';
 import { ModelProtoSchema } from 'onnx-buf';
 
@@ -61,6 +63,15 @@ export interface FinetuneParams {
   pruneStart?: number;
   /** Fraction of the run at which the final sparsity is reached (default 0.5). */
   pruneEnd?: number;
+  /** With --qat: layers left in float (node or weight names, or op types), in training and in the export. */
+  qatExclude?: string[];
+  /**
+   * With --qat: fake-quantize activations too (uint8 asymmetric, on the data input of each fake-quantized layer), with
+   * ranges calibrated as the static quantize pass does (minmax over the first 512 samples of --data), held constant.
+   */
+  qatActivations?: boolean;
+  /** Cross-entropy trains on logits times this (default 'auto': 5/RMS of the first batch's logits when that RMS exceeds 20, else 1). */
+  logitScale?: number | 'auto';
 }
 
 /** The exported quantized model of a QAT run. */
@@ -113,7 +124,13 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
   if (p.prune !== undefined && p.keepMasks === false) throw new InputError(undefined, '--prune needs masks: drop --no-masks');
   if (p.pruneScope !== undefined && p.pruneScope !== 'global' && p.pruneScope !== 'layer') throw new InputError(undefined, `--prune-scope must be global or layer, not ${String(p.pruneScope)}`);
   for (const [name, v] of [['--prune-start', p.pruneStart], ['--prune-end', p.pruneEnd]] as const) if (v !== undefined && !(v >= 0 && v <= 1)) throw new InputError(undefined, `${name} must be a fraction of the run between 0 and 1, not ${v}`);
+  if ((p.qatExclude?.length || p.qatActivations) && !p.qat) throw new InputError(undefined, `${p.qatActivations ? '--qat-activations' : '--qat-exclude'} needs --qat 8|4`);
   const model = OnnxModel.open(source);
+  const unknown = (p.qatExclude ?? []).filter((x) => !model.graph.node.some((n) => n.name === x || n.opType === x) && !model.graph.initializer.some((t) => t.name === x));
+  if (unknown.length) {
+    model.close();
+    throw new InputError(source, `--qat-exclude: no node, op type or weight named ${unknown.map((x) => `'${x}'`).join(', ')}`);
+  }
   const { dir, created } = runFolder(source, 'finetune', p.out);
   try {
     const sourceSha256 = sha256File(source);
@@ -126,6 +143,19 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
     progress(undefined, 'evaluating the original');
     const common = { data: evalData, ep: p.ep, limit: p.evalLimit, seed: p.seed, threads: p.threads };
     const before = await evaluate({ ...common, model: source }, signal, progress);
+
+    let activations: Record<string, ScaleZero> | undefined;
+    if (p.qat && p.qatActivations) {
+      progress(undefined, 'calibrating activation ranges for QAT');
+      const layers = insertWeightFakeQuant(model.proto, { bits: p.qat, exclude: p.qatExclude }).layers;
+      const tensors = [...new Set(layers.map((l) => model.graph.node.find((n) => n.name === l.node)!.input[0]))];
+      const ctx = { signal, warnings };
+      const cal = await collectStats(model, tensors.map((tensor) => ({ tensor })), { data: `${p.data}#:512`, seed: p.seed }, ctx);
+      activations = Object.fromEntries(tensors.map((t) => {
+        const [lo, hi] = chooseRange(cal.stats.get(t)!, 'minmax');
+        return [t, scaleZeroPoint(lo, hi, activationSpec)];
+      }));
+    }
 
     progress(0, 'training');
     const result = await train(
@@ -144,8 +174,9 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
         evalEvery: p.evalEvery,
         keepMasks: p.keepMasks,
         threads: p.threads,
-        ...(p.qat ? { qat: { bits: p.qat } } : {}),
+        ...(p.qat ? { qat: { bits: p.qat, exclude: p.qatExclude, activations } } : {}),
         ...(p.prune !== undefined ? { prune: { sparsity: p.prune, scope: p.pruneScope, start: p.pruneStart, end: p.pruneEnd } } : {}),
+        logitScale: p.logitScale,
       },
       signal,
       (t) => {
@@ -156,7 +187,7 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
     warnings.push(...result.warnings);
     for (const [name, w] of result.weights) replaceTensorData(model.graph, name, w);
 
-    const steps = { pass: 'finetune', params: { epochs, batch, lr, optimizer, momentum: p.momentum, weightDecay: p.weightDecay, schedule: p.schedule ?? 'constant', warmupSteps: p.warmupSteps, keepMasks: p.keepMasks ?? true, seed: p.seed ?? 0, data: p.data, evalData: p.evalData, ...(p.qat ? { qat: p.qat } : {}), ...(p.prune !== undefined ? { prune: p.prune, pruneScope: p.pruneScope ?? 'global', pruneStart: p.pruneStart ?? 0, pruneEnd: p.pruneEnd ?? 0.5 } : {}) } };
+    const steps = { pass: 'finetune', params: { epochs, batch, lr, optimizer, momentum: p.momentum, weightDecay: p.weightDecay, schedule: p.schedule ?? 'constant', warmupSteps: p.warmupSteps, keepMasks: p.keepMasks ?? true, seed: p.seed ?? 0, data: p.data, evalData: p.evalData, ...(p.qat ? { qat: p.qat, qatExclude: p.qatExclude ?? [], qatActivations: !!p.qatActivations } : {}), ...(p.prune !== undefined ? { prune: p.prune, pruneScope: p.pruneScope ?? 'global', pruneStart: p.pruneStart ?? 0, pruneEnd: p.pruneEnd ?? 0.5 } : {}), logitScale: p.logitScale ?? 'auto' } };
     const recipe = { tool: toolName, version, source: { file: source, sha256: sourceSha256 }, steps: [steps] };
     const out = path.join(dir, path.basename(source).replace(/\.onnx$/i, '') + '.onnx');
     const written = writeOnnx(model, out, { provenance: { sourceSha256, recipe: JSON.stringify(recipe.steps) } });
@@ -169,13 +200,13 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
     let qat: QatExport | undefined;
     if (p.qat === 8) {
       progress(undefined, 'exporting the QAT model to static U8S8');
-      const q = await runQuantize({ model: out, mode: 'static', data: evalData, calibData: `${p.data}#:512`, out: path.join(dir, 'int8'), ep: p.ep, limit: p.evalLimit, seed: p.seed }, signal, progress);
+      const q = await runQuantize({ model: out, mode: 'static', data: evalData, calibData: `${p.data}#:512`, out: path.join(dir, 'int8'), ep: p.ep, limit: p.evalLimit, seed: p.seed, exclude: p.qatExclude ?? [] }, signal, progress);
       for (const w of q.warnings) if (!warnings.includes(w)) warnings.push(w);
       qat = { bits: 8, output: q.output, accuracy: q.metrics.after.accuracy ?? NaN, samples: q.metrics.after.samples, sizeBytes: q.sizeBytes.after };
     } else if (p.qat === 4) {
       progress(undefined, 'writing the 4-bit weight model');
       const file = out.replace(/\.onnx$/, '.w4.onnx');
-      writeFileAtomic(file, toBinary(ModelProtoSchema, insertWeightFakeQuant(model.proto, { bits: 4 }).proto));
+      writeFileAtomic(file, toBinary(ModelProtoSchema, insertWeightFakeQuant(model.proto, { bits: 4, exclude: p.qatExclude, activations }).proto));
       const e = await evaluate({ ...common, model: file }, signal, progress);
       qat = { bits: 4, output: file, accuracy: e.accuracy ?? NaN, samples: e.samples, sizeBytes: fs.statSync(file).size };
     }
@@ -230,7 +261,7 @@ function reportMarkdown(r: FinetuneResult): string {
   return [
     `# Fine-tune: ${path.basename(r.output)}`,
     '',
-    `${t.epochs} epoch(s), batch ${t.batch}, ${t.optimizer} at lr ${t.lr}, ${t.steps} steps, ${t.samplesPerSec} samples/s (training on the CPU EP).`,
+    `${t.epochs} epoch(s), batch ${t.batch}, ${t.optimizer} at lr ${t.lr}, ${t.steps} steps, ${t.samplesPerSec} samples/s (training on the CPU EP)${t.logitScale !== 1 ? `; cross-entropy on the logits times ${t.logitScale.toPrecision(3)}` : ''}.`,
     '',
     `| | before | after |`,
     `|---|---:|---:|`,

@@ -3,13 +3,14 @@
  * training graph per step, an optimizer update in JS, learning-rate schedules, periodic evaluation that keeps the
  * best weights, progress and cancel. Pruning masks: weights that are exactly zero in the input stay zero.
  */
-import { toBinary } from '@bufbuild/protobuf';
-import { ModelProtoSchema, type ModelProto } from 'onnx-buf';
+import { create, toBinary } from '@bufbuild/protobuf';
+import { ModelProtoSchema, ValueInfoProtoSchema, type ModelProto } from 'onnx-buf';
 import * as os from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { openDataset } from '../data';
 import type { Batch } from '../data/types';
 import { InputError } from '../errors';
+import { node as makeNode, valueInfo } from '../formats/onnx/build';
 import { removeDeadNodes } from '../formats/onnx/edit';
 import type { OnnxModel } from '../formats/onnx/model';
 import { tensorShape } from '../formats/onnx/tensor';
@@ -46,6 +47,13 @@ export interface TrainOptions {
   qat?: FakeQuantOptions;
   /** Gradual magnitude pruning during training, ending at an exact sparsity of the matrix-like weights. */
   prune?: GradualPruneOptions;
+  /**
+   * Cross-entropy reads logits·scale (a softmax temperature of 1/scale) during training only; the model keeps its
+   * weights' meaning and its argmax. 'auto' (the default for cross-entropy): 1 unless the model's logits on the first
+   * batch have an RMS above 20, then 5/RMS, so a model with huge logits (a saturated softmax, where only misclassified
+   * samples get a gradient) trains on margins again.
+   */
+  logitScale?: number | 'auto';
 }
 
 /**
@@ -90,6 +98,8 @@ export interface TrainResult {
   best?: { step: number; accuracy: number };
   /** Weights whose zeros were held at zero, and how many zeros (at the end, with gradual pruning). */
   masks: Array<{ name: string; zeros: number; count: number }>;
+  /** The logit scale cross-entropy trained with (1 unless scaled). */
+  logitScale: number;
   /** With gradual pruning: the rounds (step, target sparsity). */
   pruneRounds?: Array<{ step: number; sparsity: number }>;
   warnings: string[];
@@ -105,8 +115,12 @@ export async function train(model: OnnxModel, o: TrainOptions, signal?: AbortSig
   const inputs = modelInputs(model);
   if (inputs.length !== 1) throw new InputError(model.file, `training takes single-input models for now; this one has ${inputs.length} inputs`);
   // With QAT the weights feed fake-quant nodes, so the default trainables are read off the original graph.
-  const proto = o.qat ? insertWeightFakeQuant(model.proto, o.qat).proto : model.proto;
-  const tg = buildTrainingGraph(proto, { loss: o.loss ?? 'softmaxCrossEntropy', trainable: o.trainable ?? (o.qat ? defaultTrainable(model.graph) : undefined), file: model.file });
+  const loss = o.loss ?? 'softmaxCrossEntropy';
+  if (o.logitScale !== undefined && o.logitScale !== 'auto' && !(o.logitScale > 0)) throw new InputError(undefined, `the logit scale must be a positive number or 'auto', not ${o.logitScale}`);
+  const scaled = loss === 'softmaxCrossEntropy' && o.logitScale !== 1;
+  let proto = o.qat ? insertWeightFakeQuant(model.proto, o.qat).proto : model.proto;
+  if (scaled) proto = withLogitScale(proto);
+  const tg = buildTrainingGraph(proto, { loss, trainable: o.trainable ?? (o.qat || scaled ? defaultTrainable(model.graph) : undefined), file: model.file, ...(scaled ? { output: scaledLogits } : {}) });
   if (tg.weights.length === 0) throw new InputError(model.file, 'no trainable weights found (float initializers of Conv, Gemm, MatMul or Add)');
   const threads = o.threads ?? Math.max(1, os.availableParallelism() - 1);
   const sessionOptions: ort.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, logSeverityLevel: 4 };
@@ -125,6 +139,10 @@ export async function train(model: OnnxModel, o: TrainOptions, signal?: AbortSig
     if (o.prune && !prunable.some(Boolean)) throw new InputError(model.file, 'gradual pruning found no kernels or matrices to prune (or masks are off)');
     let zeroIdx: Array<Uint32Array | undefined> = weights.map((w, k) => (prunable[k] ? zerosIn(w) : undefined));
     const opt = createOptimizer(o.optimizer);
+    const extra: Record<string, ort.Tensor> = {};
+    const setScale = (v: number) => scaled && (extra[logitScaleInput] = new ort.Tensor('float32', Float32Array.of(v), []));
+    let logitScale = typeof o.logitScale === 'number' ? o.logitScale : 1;
+    setScale(logitScale);
     const schedule = o.schedule ?? { kind: 'constant' };
     const probe = await openDataset(o.data, inputs, { limit: o.limit, seed: o.seed });
     if (!probe.hasLabels) throw new InputError(o.data, 'training needs labelled data (an idx images file with its labels beside it, class folders, or a manifest with labels)');
@@ -147,7 +165,7 @@ export async function train(model: OnnxModel, o: TrainOptions, signal?: AbortSig
 
     const evaluateNow = async () => {
       const t = performance.now();
-      const accuracy = await accuracyOf(evalSession!, tg, weights, shapes, o.evalData!, inputs, o.evalLimit, signal);
+      const accuracy = await accuracyOf(evalSession!, tg, weights, shapes, extra, o.evalData!, inputs, o.evalLimit, signal);
       trainMs -= performance.now() - t;
       evals.push({ step, accuracy });
       // While gradual pruning is still removing weights, a better score comes from a denser model: not a candidate.
@@ -159,6 +177,13 @@ export async function train(model: OnnxModel, o: TrainOptions, signal?: AbortSig
       // Reshuffled per epoch from the seed, so a run is reproducible.
       const dataset = await openDataset(o.data, inputs, { limit: o.limit, seed: (o.seed ?? 0) + epoch, shuffle: true });
       for await (const batch of dataset.batches(o.batch, signal)) {
+        if (scaled && (o.logitScale ?? 'auto') === 'auto' && step === 0) {
+          // 'auto': read the logits' RMS off the first batch (scale 1) and pick the scale from it.
+          const logits = (await session.run(feedsOf(tg, batch, weights, shapes, extra)))[tg.output].data as Float32Array;
+          const rms = Math.sqrt(logits.reduce((a, v) => a + v * v, 0) / Math.max(1, logits.length));
+          if (rms > 20) logitScale = 5 / rms;
+          setScale(logitScale);
+        }
         if (signal?.aborted) throw new CancelledError();
         const tStep = performance.now();
         if (plan && step >= plan.startStep && step <= plan.endStep && (step - plan.startStep) % plan.every === 0) {
@@ -167,7 +192,7 @@ export async function train(model: OnnxModel, o: TrainOptions, signal?: AbortSig
           zeroIdx = weights.map((w, k) => (prunable[k] ? zerosIn(w) : undefined));
           pruneRounds.push({ step, sparsity: target });
         }
-        const out = await session.run(feedsOf(tg, batch, weights, shapes));
+        const out = await session.run(feedsOf(tg, batch, weights, shapes, extra));
         const grads = tg.gradients.map((g) => out[g].data as Float32Array);
         for (let k = 0; k < grads.length; k++) {
           const z = zeroIdx[k];
@@ -211,6 +236,7 @@ export async function train(model: OnnxModel, o: TrainOptions, signal?: AbortSig
       evals,
       ...(best ? { best: { step: best.step, accuracy: best.accuracy } } : {}),
       masks,
+      logitScale,
       ...(plan ? { pruneRounds } : {}),
       warnings,
     };
@@ -218,6 +244,24 @@ export async function train(model: OnnxModel, o: TrainOptions, signal?: AbortSig
     await session.release();
     await evalSession?.release();
   }
+}
+
+const logitScaleInput = 'whittle_logit_scale';
+const scaledLogits = 'whittle_scaled_logits';
+
+/** The model with its logits (before a final Softmax) times a scalar input, as an extra output for the loss. */
+function withLogitScale(proto: ModelProto): ModelProto {
+  const g = proto.graph!;
+  let logits = g.output[0]?.name;
+  const producer = g.node.find((n) => n.output.includes(logits));
+  if (producer?.opType === 'Softmax') logits = producer.input[0];
+  const graph = {
+    ...g,
+    node: [...g.node, makeNode('Mul', [logits, logitScaleInput], [scaledLogits], {}, scaledLogits)],
+    input: [...g.input, valueInfo(logitScaleInput, 1, [])],
+    output: [...g.output, create(ValueInfoProtoSchema, { name: scaledLogits })],
+  };
+  return { ...proto, graph };
 }
 
 /** Indices of the exact zeros of a weight, or undefined when it has none. */
@@ -291,8 +335,8 @@ function floatsOf(model: OnnxModel, name: string, dataType: number): Float32Arra
   return Float32Array.from(w.ref.toFloat32());
 }
 
-function feedsOf(tg: TrainingGraph, batch: Batch, weights: Float32Array[], shapes: number[][]): Record<string, ort.Tensor> {
-  const feeds: Record<string, ort.Tensor> = {};
+function feedsOf(tg: TrainingGraph, batch: Batch, weights: Float32Array[], shapes: number[][], extra: Record<string, ort.Tensor>): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = { ...extra };
   for (const [k, v] of Object.entries(batch.inputs)) feeds[k] = toOrt(v);
   tg.weights.forEach((name, k) => (feeds[name] = new ort.Tensor('float32', weights[k], shapes[k])));
   feeds[tg.label] = new ort.Tensor('int64', BigInt64Array.from(batch.labels!, (l) => BigInt(l)), [batch.count]);
@@ -309,13 +353,13 @@ function forwardOnly(tg: TrainingGraph): ModelProto {
 }
 
 /** Top-1 accuracy of the current weights on labelled data. */
-async function accuracyOf(session: ort.InferenceSession, tg: TrainingGraph, weights: Float32Array[], shapes: number[][], data: string, inputs: ReturnType<typeof modelInputs>, limit: number | undefined, signal?: AbortSignal): Promise<number> {
+async function accuracyOf(session: ort.InferenceSession, tg: TrainingGraph, weights: Float32Array[], shapes: number[][], extra: Record<string, ort.Tensor>, data: string, inputs: ReturnType<typeof modelInputs>, limit: number | undefined, signal?: AbortSignal): Promise<number> {
   const dataset = await openDataset(data, inputs, { limit });
   if (!dataset.hasLabels) throw new InputError(data, 'evaluation data has no labels, so accuracy cannot be measured');
   let right = 0;
   let total = 0;
   for await (const batch of dataset.batches(256, signal)) {
-    const feeds: Record<string, ort.Tensor> = {};
+    const feeds: Record<string, ort.Tensor> = { ...extra };
     for (const [k, v] of Object.entries(batch.inputs)) feeds[k] = toOrt(v);
     tg.weights.forEach((name, k) => (feeds[name] = new ort.Tensor('float32', weights[k], shapes[k])));
     const out = (await session.run(feeds))[tg.output];
