@@ -15,10 +15,9 @@ import { evaluate, type Progress } from '../runtime/evaluate';
 import { toolName, version } from '../version';
 import { InputError } from '../errors';
 import { train, type TrainProgress, type TrainResult } from './loop';
-import { insertWeightFakeQuant } from './qat';
+import { calibrateActivations, insertWeightFakeQuant } from './qat';
 import { runQuantize } from '../passes/quantize/run';
-import { activationSpec, chooseRange, collectStats } from '../passes/quantize/calibrate';
-import { scaleZeroPoint, type ScaleZero } from '../passes/quantize/math';
+import type { ScaleZero } from '../passes/quantize/math';
 import { toBinary } from '@bufbuild/protobuf';
 import { ModelProtoSchema } from 'onnx-buf';
 
@@ -147,14 +146,7 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
     let activations: Record<string, ScaleZero> | undefined;
     if (p.qat && p.qatActivations) {
       progress(undefined, 'calibrating activation ranges for QAT');
-      const layers = insertWeightFakeQuant(model.proto, { bits: p.qat, exclude: p.qatExclude }).layers;
-      const tensors = [...new Set(layers.map((l) => model.graph.node.find((n) => n.name === l.node)!.input[0]))];
-      const ctx = { signal, warnings };
-      const cal = await collectStats(model, tensors.map((tensor) => ({ tensor })), { data: `${p.data}#:512`, seed: p.seed }, ctx);
-      activations = Object.fromEntries(tensors.map((t) => {
-        const [lo, hi] = chooseRange(cal.stats.get(t)!, 'minmax');
-        return [t, scaleZeroPoint(lo, hi, activationSpec)];
-      }));
+      activations = await calibrateActivations(model, { bits: p.qat, exclude: p.qatExclude }, `${p.data}#:512`, { signal, warnings, seed: p.seed });
     }
 
     progress(0, 'training');

@@ -13,6 +13,9 @@ import { TensorProtoSchema, type GraphProto, type ModelProto, type NodeProto } f
 import { InputError } from '../errors';
 import { int64Tensor, node } from '../formats/onnx/build';
 import { inferShapes } from '../formats/onnx/shapes';
+import type { OnnxModel } from '../formats/onnx/model';
+import { activationSpec, chooseRange, collectStats } from '../passes/quantize/calibrate';
+import { scaleZeroPoint, type ScaleZero } from '../passes/quantize/math';
 
 /** One fake-quantized weight. */
 export interface FakeQuantLayer {
@@ -107,4 +110,20 @@ export function insertWeightFakeQuant(source: ModelProto, o: FakeQuantOptions): 
   }
   const opsetImport = source.opsetImport.map((x) => (x.domain === '' || x.domain === 'ai.onnx' ? { ...x, version: BigInt(Math.max(Number(x.version), 13)) } : x));
   return { proto: { ...source, opsetImport, graph: g }, layers };
+}
+
+/**
+ * Activation ranges for QAT as the static quantize pass calibrates them (minmax over `data`, uint8 asymmetric): one
+ * scale and zero point per data input of the layers insertWeightFakeQuant would fake-quantize with these options.
+ */
+export async function calibrateActivations(model: OnnxModel, o: FakeQuantOptions, data: string, ctx: { signal?: AbortSignal; warnings: string[]; seed?: number }): Promise<Record<string, ScaleZero>> {
+  const layers = insertWeightFakeQuant(model.proto, { ...o, activations: undefined }).layers;
+  const tensors = [...new Set(layers.map((l) => model.graph.node.find((n) => n.name === l.node)!.input[0]))];
+  const cal = await collectStats(model, tensors.map((tensor) => ({ tensor })), { data, seed: ctx.seed }, { signal: ctx.signal, warnings: ctx.warnings });
+  return Object.fromEntries(
+    tensors.map((t) => {
+      const [lo, hi] = chooseRange(cal.stats.get(t)!, 'minmax');
+      return [t, scaleZeroPoint(lo, hi, activationSpec)];
+    }),
+  );
 }
