@@ -4,6 +4,7 @@
 //   oneshot-global  runPrune 90% global magnitude, then finetune
 //   gradual-global  finetune the dense model with --prune 0.9 (cubic schedule to 90% at --prune-end, then fine-tune at it)
 //   gradual-layer   the same with --prune-scope layer
+//   gradual-lamp    the same with --prune-scope lamp (LAMP scores, one threshold)
 //   dense-ft        finetune the dense model (the same loop, no pruning): what training alone does
 // Usage: node out/bench/finetuneRecovery.js [--recipes a,b] [--epochs 2] [--lr 0.005] [--optimizer adam]
 //        [--schedule cosine] [--batch 64] [--prune-end 0.5] [--limit N] [--seed 1] [--threads T] [--eval-every STEPS] [--logit-scale auto|X] [--verbose]

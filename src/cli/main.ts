@@ -191,7 +191,7 @@ const commands: Record<string, Command> = {
     },
   },
   finetune: {
-    usage: 'finetune <model> --data D --epochs E [--lr LR] [--batch N] [--optimizer sgd|adam|adamw] [--eval-data D2] [--schedule constant|cosine] [--no-masks] [--qat 8|4 [--qat-activations] [--qat-exclude A,B]] [--prune S [--prune-scope global|layer] [--prune-end F]] [--logit-scale auto|X]',
+    usage: 'finetune <model> --data D --epochs E [--lr LR] [--batch N] [--optimizer sgd|adam|adamw] [--eval-data D2] [--schedule constant|cosine] [--no-masks] [--qat 8|4 [--qat-activations] [--qat-exclude A,B]] [--prune S [--prune-scope global|layer|lamp] [--prune-end F]] [--logit-scale auto|X]',
     summary: 'train a model further on labelled data (after pruning: pruned weights stay zero), measured before and after on --eval-data',
     flags: [
       { name: 'epochs', value: 'E', help: 'passes over --data (default 1)' },
@@ -208,7 +208,7 @@ const commands: Record<string, Command> = {
       { name: 'no-masks', help: 'let pruned (exactly zero) weights change' },
       { name: 'qat', value: 'BITS', choices: ['8', '4'], help: 'quantization-aware training: per-channel weight fake-quant at 8 or 4 bits, then export (8: static U8S8 QDQ; 4: 4-bit weights) and evaluate it' },
       { name: 'prune', value: 'S', help: 'gradual magnitude pruning during the run to sparsity S of the kernels and matrices (cubic schedule), then fine-tuning at it' },
-      { name: 'prune-scope', value: 'SCOPE', choices: ['global', 'layer'], help: 'with --prune: one magnitude threshold across layers (global, default) or S in every layer' },
+      { name: 'prune-scope', value: 'SCOPE', choices: ['global', 'layer', 'lamp'], help: 'with --prune: one magnitude threshold across layers (global, default), S in every layer, or one threshold on LAMP scores' },
       { name: 'prune-start', value: 'F', help: 'with --prune: fraction of the run at which pruning starts (default 0)' },
       { name: 'prune-end', value: 'F', help: 'with --prune: fraction of the run at which S is reached (default 0.5)' },
       { name: 'qat-exclude', value: 'LAYERS', help: 'with --qat: comma-separated layer names (or weight names, op types) kept in float, in training and in the export' },
@@ -236,7 +236,7 @@ const commands: Record<string, Command> = {
         keepMasks: flags['no-masks'] ? false : true,
         ...(flags.qat !== undefined ? { qat: Number(flags.qat) as 8 | 4 } : {}),
         prune: numberFlag(flags, 'prune'),
-        pruneScope: flags['prune-scope'] as 'global' | 'layer' | undefined,
+        pruneScope: flags['prune-scope'] as 'global' | 'layer' | 'lamp' | undefined,
         pruneStart: numberFlag(flags, 'prune-start'),
         pruneEnd: numberFlag(flags, 'prune-end'),
         qatExclude: listFlag(flags, 'qat-exclude'),

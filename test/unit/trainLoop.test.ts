@@ -162,6 +162,19 @@ describe('magnitude pruning (gradual pruning rounds)', () => {
     assert.equal([a[2], a[3], b[1]].filter((x) => x === 0).length, 2);
   });
 
+  test('lamp: a layer of small weights keeps its largest (global magnitude would empty it)', () => {
+    const small = () => Float32Array.from([0.25, 0.125, 0.5, 0.375]);
+    const large = () => Float32Array.from([2, 1, 4, 3]);
+    const [a, b] = [small(), large()];
+    magnitudePrune([a, b], [true, true], 0.5, 'global');
+    assert.deepEqual(Array.from(a), [0, 0, 0, 0]);
+    const [c, d] = [small(), large()];
+    magnitudePrune([c, d], [true, true], 0.5, 'lamp');
+    // The layers differ by a factor of 8 only, so their LAMP scores are equal: each keeps its two largest.
+    assert.deepEqual(Array.from(c), [0, 0, 0.5, 0.375]);
+    assert.deepEqual(Array.from(d), [0, 0, 4, 3]);
+  });
+
   test('layer: each weight reaches the sparsity on its own; zeros only accumulate', () => {
     const a = Float32Array.from({ length: 10 }, (_, i) => (i + 1) * (i % 2 ? -1 : 1));
     const b = Float32Array.from({ length: 20 }, (_, i) => 100 + i);

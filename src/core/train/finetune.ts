@@ -56,8 +56,8 @@ export interface FinetuneParams {
    * matrices, reached at `pruneEnd` of the run (default 0.5), the rest fine-tuning at it; zeros in the input stay.
    */
   prune?: number;
-  /** 'global' (one threshold, default) or 'layer' (each kernel or matrix at the sparsity). */
-  pruneScope?: 'global' | 'layer';
+  /** 'global' (one magnitude threshold, default), 'layer' (each kernel or matrix at the sparsity) or 'lamp' (one threshold on LAMP scores). */
+  pruneScope?: 'global' | 'layer' | 'lamp';
   /** Fraction of the run at which pruning starts (default 0). */
   pruneStart?: number;
   /** Fraction of the run at which the final sparsity is reached (default 0.5). */
@@ -121,7 +121,7 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
   if (!(lr > 0)) throw new InputError(undefined, `--lr must be a positive number, not ${p.lr}`);
   if (p.prune !== undefined && !(p.prune > 0 && p.prune < 1)) throw new InputError(undefined, `--prune must be a sparsity strictly between 0 and 1, not ${p.prune}`);
   if (p.prune !== undefined && p.keepMasks === false) throw new InputError(undefined, '--prune needs masks: drop --no-masks');
-  if (p.pruneScope !== undefined && p.pruneScope !== 'global' && p.pruneScope !== 'layer') throw new InputError(undefined, `--prune-scope must be global or layer, not ${String(p.pruneScope)}`);
+  if (p.pruneScope !== undefined && !['global', 'layer', 'lamp'].includes(p.pruneScope)) throw new InputError(undefined, `--prune-scope must be global, layer or lamp, not ${String(p.pruneScope)}`);
   for (const [name, v] of [['--prune-start', p.pruneStart], ['--prune-end', p.pruneEnd]] as const) if (v !== undefined && !(v >= 0 && v <= 1)) throw new InputError(undefined, `${name} must be a fraction of the run between 0 and 1, not ${v}`);
   if ((p.qatExclude?.length || p.qatActivations) && !p.qat) throw new InputError(undefined, `${p.qatActivations ? '--qat-activations' : '--qat-exclude'} needs --qat 8|4`);
   const model = OnnxModel.open(source);

@@ -66,8 +66,8 @@ export interface TrainOptions {
 export interface GradualPruneOptions {
   /** Final fraction of zeros, 0 < sparsity < 1. */
   sparsity: number;
-  /** 'global': one magnitude threshold across all kernels and matrices; 'layer': each reaches the sparsity (default global). */
-  scope?: 'global' | 'layer';
+  /** 'global': one magnitude threshold across all kernels and matrices; 'layer': each reaches the sparsity; 'lamp': one threshold on LAMP scores (default global). */
+  scope?: 'global' | 'layer' | 'lamp';
   /** Fraction of the run at which pruning starts (default 0) and reaches the final sparsity (default 0.5). */
   start?: number;
   end?: number;
@@ -296,36 +296,53 @@ function prunePlan(p: GradualPruneOptions, totalSteps: number, file?: string): {
 }
 
 /**
- * Zeroes the smallest-magnitude elements of the prunable weights so that exactly round(sparsity·n) of their n elements
- * are zero, over all of them (global) or per weight (layer). Existing zeros count first, so zeros only accumulate.
+ * Zeroes the lowest-scoring elements of the prunable weights so that exactly round(sparsity·n) of their n elements are
+ * zero: by magnitude over all of them (global) or per weight (layer), or by LAMP score over all of them ('lamp', Lee
+ * et al. 2021: w² over the sum of w² of the same weight's elements at least as large, which rescales each layer so a
+ * global threshold does not empty a layer of small weights). Existing zeros score 0 and go first, so zeros only
+ * accumulate.
  */
-export function magnitudePrune(weights: Float32Array[], prunable: boolean[], sparsity: number, scope: 'global' | 'layer'): void {
+export function magnitudePrune(weights: Float32Array[], prunable: boolean[], sparsity: number, scope: 'global' | 'layer' | 'lamp'): void {
+  const scores = weights.map((w) => (scope === 'lamp' ? lampScores(w) : w.map(Math.abs)));
   const groups = scope === 'layer' ? weights.map((_, k) => [k]).filter(([k]) => prunable[k]) : [weights.map((_, k) => k).filter((k) => prunable[k])];
   for (const group of groups) {
     const n = group.reduce((a, k) => a + weights[k].length, 0);
     const want = Math.round(sparsity * n);
     if (want === 0) continue;
-    const mags = new Float32Array(n);
+    const all = new Float32Array(n);
     let at = 0;
-    for (const k of group) for (const v of weights[k]) mags[at++] = Math.abs(v);
-    mags.sort();
-    const thr = mags[want - 1];
+    for (const k of group) all.set(scores[k], (at += scores[k].length) - scores[k].length);
+    all.sort();
+    const thr = all[want - 1];
     let below = 0;
-    for (let i = 0; i < want; i++) if (mags[i] < thr) below++;
+    for (let i = 0; i < want; i++) if (all[i] < thr) below++;
     // Everything under the threshold goes, then elements at it until the count is exact.
     let ties = want - below;
     for (const k of group) {
       const w = weights[k];
+      const sc = scores[k];
       for (let i = 0; i < w.length; i++) {
-        const m = Math.abs(w[i]);
-        if (m < thr) w[i] = 0;
-        else if (m === thr && ties > 0) {
+        if (sc[i] < thr) w[i] = 0;
+        else if (sc[i] === thr && ties > 0) {
           w[i] = 0;
           ties--;
         }
       }
     }
   }
+}
+
+/** LAMP scores of one weight: w_i² / Σ w_j² over the elements j with |w_j| ≥ |w_i| (ties in index order). */
+function lampScores(w: Float32Array): Float32Array {
+  const order = Array.from(w.keys()).sort((a, b) => Math.abs(w[a]) - Math.abs(w[b]) || a - b);
+  const out = new Float32Array(w.length);
+  let suffix = 0;
+  for (let r = order.length - 1; r >= 0; r--) {
+    const sq = w[order[r]] * w[order[r]];
+    suffix += sq;
+    out[order[r]] = suffix > 0 ? sq / suffix : 0;
+  }
+  return out;
 }
 
 function floatsOf(model: OnnxModel, name: string, dataType: number): Float32Array {
