@@ -8,6 +8,7 @@
 //   dense-ft        finetune the dense model (the same loop, no pruning): what training alone does
 // Usage: node out/bench/finetuneRecovery.js [--recipes a,b] [--epochs 2] [--lr 0.005] [--optimizer adam]
 //        [--schedule cosine] [--batch 64] [--prune-end 0.5] [--limit N] [--seed 1] [--threads T] [--eval-every STEPS] [--logit-scale auto|X] [--verbose]
+// --eval-every N scores the test set every N steps as well (and keeps the best: for curves only, not for the table).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -54,7 +55,8 @@ function layerSparsity(file: string): string {
     seed: Number(arg('seed', '1')),
     threads: process.argv.includes('--threads') ? Number(arg('threads', '1')) : undefined,
     ep: 'cpu',
-    evalEvery: process.argv.includes('--eval-every') ? Number(arg('eval-every', '0')) : undefined,
+    // The evaluation data is the test set, so by default it is scored once, at the end: no checkpoint is chosen on it.
+    evalEvery: Number(arg('eval-every', String(Number.MAX_SAFE_INTEGER))),
     logitScale: arg('logit-scale', 'auto') === 'auto' ? 'auto' : Number(arg('logit-scale', '1')),
   };
   const dense = (await evaluate({ model, data: test, ep: 'cpu' })).accuracy!;

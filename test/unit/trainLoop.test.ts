@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import { OnnxModel } from '../../src/core/formats/onnx/model';
 import { runPrune } from '../../src/core/passes/run';
 import { runFinetune } from '../../src/core/train/finetune';
-import { magnitudePrune, train } from '../../src/core/train/loop';
+import { magnitudePrune, prunePlan, train } from '../../src/core/train/loop';
 import { InputError } from '../../src/core/errors';
 import { noSharedData, repoRoot, sharedData, tempDir } from './helpers/paths';
 
@@ -160,6 +160,24 @@ describe('magnitude pruning (gradual pruning rounds)', () => {
     assert.equal(a[1], 0);
     assert.equal(b[2], 0);
     assert.equal([a[2], a[3], b[1]].filter((x) => x === 0).length, 2);
+  });
+
+  test('the schedule reaches the final sparsity on a step the run reaches, rising along the cubic', () => {
+    for (const total of [1, 7, 50, 1876]) {
+      for (const [start, end] of [[0, 0.5], [0, 1], [0.2, 0.75], [0.5, 0.5], [1, 1]]) {
+        const plan = prunePlan({ sparsity: 0.9, start, end }, total);
+        assert.ok(plan.endStep <= total - 1 || (total === 1 && plan.endStep === 0), `${total} ${start}-${end}: ends at ${plan.endStep}`);
+        assert.ok((plan.endStep - plan.startStep) % plan.every === 0, 'the last round falls on a pruning step');
+        assert.equal(plan.target(plan.endStep), 0.9);
+        let prev = -1;
+        for (let s = plan.startStep; s <= plan.endStep; s += plan.every) {
+          assert.ok(plan.target(s) > prev);
+          prev = plan.target(s);
+        }
+      }
+    }
+    assert.throws(() => prunePlan({ sparsity: 1 }, 10), InputError);
+    assert.throws(() => prunePlan({ sparsity: 0.5, start: 0.8, end: 0.2 }, 10), InputError);
   });
 
   test('lamp: a layer of small weights keeps its largest (global magnitude would empty it)', () => {

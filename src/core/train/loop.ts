@@ -272,7 +272,7 @@ function zerosIn(w: Float32Array): Uint32Array | undefined {
 }
 
 /** The pruning schedule in steps, checked. */
-function prunePlan(p: GradualPruneOptions, totalSteps: number, file?: string): { startStep: number; endStep: number; every: number; target: (step: number) => number } {
+export function prunePlan(p: GradualPruneOptions, totalSteps: number, file?: string): { startStep: number; endStep: number; every: number; target: (step: number) => number } {
   const start = p.start ?? 0;
   const end = p.end ?? 0.5;
   if (!(p.sparsity > 0 && p.sparsity < 1)) throw new InputError(file, `the pruning sparsity must lie strictly between 0 and 1, not ${p.sparsity}`);
@@ -281,8 +281,8 @@ function prunePlan(p: GradualPruneOptions, totalSteps: number, file?: string): {
   const endStep = Math.min(totalSteps - 1, Math.max(startStep, Math.floor(end * totalSteps)));
   const every = p.every ?? Math.max(1, Math.floor((endStep - startStep) / 20));
   if (!Number.isSafeInteger(every) || every < 1) throw new InputError(file, `the pruning interval must be a whole number of steps of at least 1, not ${p.every}`);
-  // The last round lands exactly on endStep at the final sparsity.
-  const rounds = Math.max(1, Math.ceil((endStep - startStep) / every));
+  // The last round lands on a step the run reaches (at most endStep), at the final sparsity.
+  const rounds = Math.floor((endStep - startStep) / every);
   const last = startStep + rounds * every;
   return {
     startStep,
