@@ -6,6 +6,7 @@
 //   gradual-layer   the same with --prune-scope layer
 //   gradual-lamp    the same with --prune-scope lamp (LAMP scores, one threshold)
 //   dense-ft        finetune the dense model (the same loop, no pruning): what training alone does
+// A recipe ending in ':unscaled' trains with --logit-scale 1 (plain cross-entropy on the raw logits).
 // Usage: node out/bench/finetuneRecovery.js [--recipes a,b] [--epochs 2] [--lr 0.005] [--optimizer adam]
 //        [--schedule cosine] [--batch 64] [--prune-end 0.5] [--limit N] [--seed 1] [--threads T] [--eval-every STEPS] [--logit-scale auto|X] [--verbose]
 // --eval-every N scores the test set every N steps as well (and keeps the best: for curves only, not for the table).
@@ -43,7 +44,7 @@ function layerSparsity(file: string): string {
 }
 
 (async () => {
-  const recipes = arg('recipes', 'oneshot-layer,oneshot-global,gradual-global,gradual-layer,dense-ft').split(',');
+  const recipes = arg('recipes', 'oneshot-global:unscaled,oneshot-layer,oneshot-global,gradual-global,gradual-lamp,dense-ft').split(',');
   const common: Omit<FinetuneParams, 'model'> = {
     data: limit ? `${train}#:${limit}` : train,
     evalData: test,
@@ -63,19 +64,20 @@ function layerSparsity(file: string): string {
   const rows: string[] = [`| recipe | before fine-tune | after | drop vs dense (pt) | sparsity | per layer | time (s) |`, '|---|---:|---:|---:|---:|---|---:|'];
   const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
   console.log(`dense mnist-8: ${pct(dense)} on ${test}; epochs ${common.epochs}, ${common.optimizer} lr ${common.lr} ${common.schedule}, batch ${common.batch}${limit ? `, ${limit} training samples` : ''}, logit scale ${common.logitScale}`);
-  for (const recipe of recipes) {
+  for (const name of recipes) {
     const t0 = performance.now();
+    const recipe = name.replace(/:unscaled$/, '');
     let start = model;
-    const extra: Partial<FinetuneParams> = {};
+    const extra: Partial<FinetuneParams> = name.endsWith(':unscaled') ? { logitScale: 1 } : {};
     if (recipe.startsWith('oneshot-')) {
-      const p = await runPrune({ model, sparsity: 0.9, scope: recipe.slice(8) as 'layer', data: `${test}#:500`, ep: 'cpu', out: path.join(tmp, `${recipe}-pruned`) });
+      const p = await runPrune({ model, sparsity: 0.9, scope: recipe.slice(8) as 'layer', data: `${test}#:500`, ep: 'cpu', out: path.join(tmp, `${name.replace(':', '-')}-pruned`) });
       start = p.output;
     } else if (recipe.startsWith('gradual-')) {
       Object.assign(extra, { prune: 0.9, pruneScope: recipe.slice(8) as 'global', pruneEnd: Number(arg('prune-end', '0.5')) });
     } else if (recipe !== 'dense-ft') throw new Error(`unknown recipe ${recipe}`);
-    const r = await runFinetune({ ...common, ...extra, model: start, out: path.join(tmp, recipe) });
+    const r = await runFinetune({ ...common, ...extra, model: start, out: path.join(tmp, name.replace(':', '-')) });
     const after = r.metrics.after.accuracy!;
-    const row = `| ${recipe} | ${pct(r.metrics.before.accuracy!)} | ${pct(after)} | ${((dense - after) * 100).toFixed(2)} | ${pct(r.sparsity)} | ${layerSparsity(r.output)} | ${((performance.now() - t0) / 1000).toFixed(0)} |`;
+    const row = `| ${name} | ${pct(r.metrics.before.accuracy!)} | ${pct(after)} | ${((dense - after) * 100).toFixed(2)} | ${pct(r.sparsity)} | ${layerSparsity(r.output)} | ${((performance.now() - t0) / 1000).toFixed(0)} |`;
     console.log(row, `(logit scale ${r.training.logitScale.toPrecision(3)})`);
     if (process.argv.includes('--verbose')) {
       console.log('  evals:', r.training.evals.map((e) => `${e.step}:${pct(e.accuracy)}`).join(' '));
