@@ -142,6 +142,11 @@ describe('training on MNIST', { skip: noSharedData }, () => {
     const bad = spawnSync(process.execPath, [cli, 'finetune', model, '--data', manifest('train'), '--lr', 'x'], { encoding: 'utf8' });
     assert.equal(bad.status, 1);
     assert.match(bad.stderr, /--lr/);
+    for (const [flag, value] of [['--prune', '2'], ['--prune-scope', 'random'], ['--qat-exclude', 'Nope']]) {
+      const r2 = spawnSync(process.execPath, [cli, 'finetune', model, '--data', manifest('train'), flag, value, ...(flag === '--qat-exclude' ? ['--qat', '8'] : [])], { encoding: 'utf8' });
+      assert.equal(r2.status, 1, `${flag} ${value}: ${r2.stderr}`);
+      assert.match(r2.stderr, flag === '--qat-exclude' ? /Nope/ : new RegExp(flag), `${flag} ${value}`);
+    }
   });
 });
 
