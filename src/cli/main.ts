@@ -197,7 +197,7 @@ const commands: Record<string, Command> = {
     },
   },
   finetune: {
-    usage: 'finetune <model> --data D --epochs E [--lr LR] [--batch N] [--optimizer sgd|adam|adamw] [--eval-data D2] [--schedule constant|cosine] [--no-masks] [--qat 8|4]',
+    usage: 'finetune <model> --data D --epochs E [--lr LR] [--batch N] [--optimizer sgd|adam|adamw] [--eval-data D2] [--schedule constant|cosine] [--no-masks] [--qat 8|4 [--qat-activations] [--qat-exclude A,B]] [--prune S [--prune-scope global|layer|lamp] [--prune-end F]] [--logit-scale auto|X]',
     summary: 'train a model further on labelled data (after pruning: pruned weights stay zero), measured before and after on --eval-data',
     flags: flagSpecs(finetuneParams),
     run: ({ positionals, flags }) => {
@@ -583,6 +583,8 @@ function formatFinetune(r: FinetuneResult): string {
     `  sparsity of the trained kernels and matrices ${pct(r.sparsity)}${t.masks.length ? ` (pruned zeros kept in ${t.masks.length} weight(s))` : ''}`,
     `  loss ${t.curve[0]?.loss.toFixed(4) ?? '?'} -> ${t.curve.at(-1)?.loss.toFixed(4) ?? '?'}${t.best ? `; kept step ${t.best.step} (${pct(t.best.accuracy)})` : ''}`,
     ...(r.qat ? [`  QAT export (${r.qat.bits === 8 ? 'static U8S8 QDQ' : '4-bit weights'}) ${r.qat.output}: accuracy ${pct(r.qat.accuracy)}`] : []),
+    ...(t.pruneRounds?.length ? [`  gradual pruning: ${t.pruneRounds.length} rounds, steps ${t.pruneRounds[0].step}-${t.pruneRounds.at(-1)!.step}, to ${pct(t.pruneRounds.at(-1)!.sparsity)}`] : []),
+    ...(t.logitScale !== undefined && t.logitScale !== 1 ? [`  cross-entropy on the logits times ${t.logitScale.toPrecision(3)} (--logit-scale)`] : []),
     ...r.warnings.map((w) => `  warning: ${w}`),
   ].join('\n');
 }

@@ -36,6 +36,8 @@ interface Case {
   consts?: TensorProto[];
   eps?: number;
   tol?: number;
+  /** Model opset (default 17). */
+  opset?: number;
 }
 
 function tensor(name: string, dims: number[], values: Float64Array, dtype: Dtype): TensorProto {
@@ -52,7 +54,7 @@ async function check(c: Case, seed = 1): Promise<{ worst: number; report: string
   for (const [name, shape] of Object.entries(c.weights)) values[name] = c.values?.[name] ?? Float64Array.from({ length: count(shape) }, randn);
   const elem = c.dtype === 'float64' ? 11 : 1;
   const g = graph('g', c.nodes, [], [valueInfo(c.output, elem, c.outShape)], [...Object.entries(c.weights).map(([n, s]) => tensor(n, s, values[n], c.dtype)), ...(c.consts ?? [])]);
-  const tg = buildTrainingGraph(model(g, 17), { loss: c.loss, trainable: Object.keys(c.weights) });
+  const tg = buildTrainingGraph(model(g, c.opset ?? 17), { loss: c.loss, trainable: Object.keys(c.weights) });
   const session = await ort.InferenceSession.create(toBinary(ModelProtoSchema, tg.proto), { intraOpNumThreads: 1 });
   const batch = c.outShape[0];
   const label =
@@ -304,6 +306,94 @@ describe('gradient rules against finite differences', () => {
     });
   });
 
+  test('MaxPool and AveragePool with ceil_mode=1 (overhanging last window), pads counted or not (float32)', async () => {
+    const variants: Array<[string, Record<string, AttrValue>, number[], number[]]> = [
+      ['MaxPool', { kernel_shape: [2, 2], strides: [2, 2], ceil_mode: 1 }, [1, 2, 5, 5], [1, 2, 3, 3]],
+      ['MaxPool', { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], ceil_mode: 1 }, [1, 1, 6, 6], [1, 1, 4, 4]],
+      ['AveragePool', { kernel_shape: [2, 2], strides: [2, 2], ceil_mode: 1 }, [2, 2, 5, 5], [2, 2, 3, 3]],
+      ['AveragePool', { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], ceil_mode: 1 }, [1, 2, 6, 6], [1, 2, 4, 4]],
+      ['AveragePool', { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], ceil_mode: 1, count_include_pad: 1 }, [1, 2, 6, 6], [1, 2, 4, 4]],
+      ['AveragePool', { kernel_shape: [3, 2], strides: [2, 3], ceil_mode: 1, count_include_pad: 1 }, [1, 1, 6, 7], [1, 1, 3, 3]],
+      // Not checked: a last window that would start inside the end pad (5 wide, kernel 2, stride 2, pads 1). The
+      // kernel drops it, but onnxruntime 1.30's static shape inference keeps it, so no graph comparing that output
+      // with a label of the kernel's shape loads.
+    ];
+    for (const [op, attrs, x, y] of variants) {
+      await expectGood({ weights: { X: x }, values: { X: ramp(count(x), 11) }, nodes: [node(op, ['X'], ['Y'], attrs)], output: 'Y', outShape: y, loss: 'mse', dtype: 'float32', eps: 1e-3, opset: 19 });
+    }
+  });
+
+  test('BatchNormalization, training form (batch statistics): x, scale and bias (float64)', async () => {
+    for (const x of [[3, 2, 2, 2], [4, 3]]) {
+      const c = x[1];
+      await expectGood({
+        weights: { X: x, S: [c], B: [c] },
+        consts: [tensor('mean', [c], new Float64Array(c).fill(0.3), 'float64'), tensor('var', [c], new Float64Array(c).fill(2), 'float64')],
+        // onnxruntime requires the running-statistics outputs in training mode.
+        nodes: [node('BatchNormalization', ['X', 'S', 'B', 'mean', 'var'], ['Y', 'rm', 'rv'], { epsilon: 0.01, training_mode: 1 })],
+        output: 'Y',
+        outShape: x,
+        loss: 'mse',
+        dtype: 'float64',
+      });
+    }
+    // Behind a layer, read by a cross-entropy loss, with momentum set.
+    await expectGood({
+      weights: { A: [6, 4], W: [4, 3], S: [3], B: [3] },
+      consts: [tensor('mean', [3], new Float64Array(3), 'float64'), tensor('var', [3], new Float64Array(3).fill(1), 'float64')],
+      nodes: [node('MatMul', ['A', 'W'], ['H']), node('BatchNormalization', ['H', 'S', 'B', 'mean', 'var'], ['Y', 'rm', 'rv'], { training_mode: 1, momentum: 0.9 })],
+      output: 'Y',
+      outShape: [6, 3],
+      loss: 'softmaxCrossEntropy',
+      dtype: 'float64',
+    });
+  });
+
+  test('LayerNormalization (opset 17): last axis, two axes, scale broadcast, no bias (float64)', async () => {
+    const cases: Array<[number, Record<string, number[]>]> = [
+      [-1, { X: [2, 3, 4], S: [4], B: [4] }],
+      [1, { X: [2, 3, 4], S: [3, 4], B: [3, 4] }],
+      [1, { X: [2, 3, 4], S: [4], B: [1, 4] }],
+      [-2, { X: [2, 3, 4], S: [3, 4] }],
+    ];
+    for (const [axis, weights] of cases) {
+      await expectGood({ weights, nodes: [node('LayerNormalization', ['X', 'S', ...(weights.B ? ['B'] : [])], ['Y'], { axis, epsilon: 0.01 })], output: 'Y', outShape: [2, 3, 4], loss: 'mse', dtype: 'float64' });
+    }
+  });
+
+  test('Gelu (opset 20): approximate tanh (float64), none (float32: the CPU EP has no float64 Erf)', async () => {
+    const gelu = (approximate: string): NodeProto[] => [node('MatMul', ['A', 'B'], ['H']), node('Gelu', ['H'], ['Y'], { approximate })];
+    await expectGood({ weights: { A: [3, 4], B: [4, 5] }, nodes: gelu('tanh'), output: 'Y', outShape: [3, 5], loss: 'mse', dtype: 'float64', opset: 20 });
+    await expectGood({ weights: { A: [3, 4], B: [4, 5] }, nodes: gelu('none'), output: 'Y', outShape: [3, 5], loss: 'mse', dtype: 'float32', opset: 20, eps: 1e-3, tol: 5e-3 });
+  });
+
+  test('Slice: axes and steps given or not, negative and clamped indices, negative steps (float64)', async () => {
+    const cases: Array<[number[], number[], number[] | undefined, number[] | undefined, number[]]> = [
+      [[1], [3], undefined, undefined, [2, 6, 5]],
+      [[1, -4], [100, -1], [0, 2], undefined, [3, 6, 3]],
+      [[0, -1], [6, -100], [1, 2], [2, -2], [4, 3, 3]],
+      [[-1, 4, 0], [0, -7, 9], [0, -2, 2], [-1, -2, 3], [3, 3, 2]],
+    ];
+    for (const [starts, ends, axes, steps, outShape] of cases) {
+      const consts = [int64Tensor('st', [starts.length], starts), int64Tensor('en', [ends.length], ends)];
+      const inputs = ['A', 'st', 'en'];
+      if (axes) {
+        consts.push(int64Tensor('ax', [axes.length], axes));
+        inputs.push('ax');
+      }
+      if (steps) {
+        consts.push(int64Tensor('sp', [steps.length], steps));
+        inputs.push(axes ? 'sp' : '');
+      }
+      await expectGood({ weights: { A: [4, 6, 5] }, consts, nodes: [node('Slice', inputs, ['Y'])], output: 'Y', outShape, loss: 'mse', dtype: 'float64' });
+    }
+  });
+
+  test('Gather on axis 1 and -1, repeated and negative indices (float64)', async () => {
+    await expectGood({ weights: { E: [3, 5, 2] }, consts: [int64Tensor('idx', [4], [4, 1, -1, 0])], nodes: [node('Gather', ['E', 'idx'], ['Y'], { axis: 1 })], output: 'Y', outShape: [3, 4, 2], loss: 'mse', dtype: 'float64' });
+    await expectGood({ weights: { E: [3, 2, 4] }, consts: [int64Tensor('idx', [2, 2], [3, 3, 0, -3])], nodes: [node('Gather', ['E', 'idx'], ['Y'], { axis: -1 })], output: 'Y', outShape: [3, 2, 2, 2], loss: 'mse', dtype: 'float64' });
+  });
+
   test('a LeNet-style stack (Conv, Relu, MaxPool, Reshape, Gemm) with cross-entropy (float32)', async () => {
     await expectGood({
       weights: { X: [2, 1, 8, 8], W1: [3, 1, 3, 3], B1: [3], W2: [4, 12], B2: [4] },
@@ -364,7 +454,7 @@ describe('training graph builder', () => {
   });
 
   test('the rule table covers the ops the issue asks for first', () => {
-    for (const op of ['Gemm', 'MatMul', 'Add', 'Sub', 'Mul', 'Div', 'Relu', 'LeakyRelu', 'Sigmoid', 'Tanh', 'Reshape', 'Flatten', 'Transpose', 'Identity', 'Dropout', 'Conv', 'MaxPool', 'AveragePool', 'GlobalAveragePool', 'Softmax', 'LogSoftmax', 'Neg', 'Exp', 'Log', 'Sqrt', 'Pow', 'Clip', 'Erf', 'ReduceSum', 'ReduceMean', 'Squeeze', 'Unsqueeze', 'Concat', 'Split', 'BatchNormalization', 'Gather']) {
+    for (const op of ['Gemm', 'MatMul', 'Add', 'Sub', 'Mul', 'Div', 'Relu', 'LeakyRelu', 'Sigmoid', 'Tanh', 'Reshape', 'Flatten', 'Transpose', 'Identity', 'Dropout', 'Conv', 'MaxPool', 'AveragePool', 'GlobalAveragePool', 'Softmax', 'LogSoftmax', 'Neg', 'Exp', 'Log', 'Sqrt', 'Pow', 'Clip', 'Erf', 'ReduceSum', 'ReduceMean', 'Squeeze', 'Unsqueeze', 'Concat', 'Split', 'BatchNormalization', 'Gather', 'LayerNormalization', 'Gelu', 'Slice', 'QuantizeLinear', 'DequantizeLinear']) {
       assert.ok(gradRules[op], `no rule for ${op}`);
     }
   });

@@ -7,7 +7,8 @@ import { describe, test } from 'node:test';
 import { OnnxModel } from '../../src/core/formats/onnx/model';
 import { runPrune } from '../../src/core/passes/run';
 import { runFinetune } from '../../src/core/train/finetune';
-import { train } from '../../src/core/train/loop';
+import { magnitudePrune, prunePlan, train } from '../../src/core/train/loop';
+import { InputError } from '../../src/core/errors';
 import { noSharedData, repoRoot, sharedData, tempDir } from './helpers/paths';
 
 const dir = tempDir('whittle-train-');
@@ -41,6 +42,7 @@ describe('training on MNIST', { skip: noSharedData }, () => {
     assert.ok(r.metrics.after.accuracy! >= 0.97, `after 1 epoch: ${r.metrics.after.accuracy}`);
     assert.equal(r.metrics.after.samples, 10000);
     assert.equal(r.training.steps, Math.ceil(60000 / 64));
+    assert.equal(r.training.logitScale, 1, 'the untrained MLP has small logits: no scaling');
     assert.ok(r.training.curve.length >= 10 && r.training.curve.at(-1)!.loss < r.training.curve[0].loss / 3);
     // The written model is what scored, and carries provenance.
     const m = OnnxModel.open(r.output);
@@ -96,6 +98,39 @@ describe('training on MNIST', { skip: noSharedData }, () => {
     model.close();
   });
 
+  test('gradual pruning (finetune --prune): exactly 90% at the end, input zeros kept, only final-sparsity evaluations kept', async () => {
+    const test10k = path.join(mnist, 't10k-images-idx3-ubyte.gz');
+    // Start from a model already pruned to 30% per layer: those zeros must survive.
+    const pruned = await runPrune({ model: copyTo(mnist8, 'm8g'), sparsity: 0.3, data: `${test10k}#:200`, ep: 'cpu' });
+    const m0 = OnnxModel.open(pruned.output);
+    const zeros0 = new Map(pruned.layers.map((l) => [l.weight, Float32Array.from(m0.weights().get(l.weight)!.ref.toFloat32())]));
+    m0.close();
+    const r = await runFinetune({ model: pruned.output, data: `${path.join(mnist, 'train-images-idx3-ubyte.gz')}#:3200`, evalData: `${test10k}#:500`, epochs: 1, batch: 64, lr: 0.005, optimizer: 'adam', schedule: 'cosine', seed: 1, threads: 1, ep: 'cpu', prune: 0.9, pruneEnd: 0.5, evalEvery: 10 });
+    assert.ok(Math.abs(r.sparsity - 0.9) < 1e-3, `sparsity ${r.sparsity}`);
+    // mnist-8's logits have an RMS in the thousands (raw 0-255 input): cross-entropy trained on them scaled down.
+    assert.ok(r.training.logitScale > 0 && r.training.logitScale < 0.01, `logit scale ${r.training.logitScale}`);
+    const rounds = r.training.pruneRounds!;
+    assert.ok(rounds.length >= 5, `${rounds.length} rounds`);
+    for (let i = 1; i < rounds.length; i++) assert.ok(rounds[i].sparsity > rounds[i - 1].sparsity && rounds[i].step > rounds[i - 1].step);
+    assert.equal(rounds.at(-1)!.sparsity, 0.9);
+    // Evaluations ran while pruning (every 10 steps), but the kept weights come from one at the final sparsity.
+    assert.ok(r.training.evals.some((e) => e.step < rounds.at(-1)!.step));
+    assert.ok(r.training.best!.step >= rounds.at(-1)!.step, `kept step ${r.training.best!.step}, pruning ended at ${rounds.at(-1)!.step}`);
+    const after = OnnxModel.open(r.output);
+    let zeros = 0;
+    let count = 0;
+    for (const [name, w0] of zeros0) {
+      const w1 = after.weights().get(name)!.ref.toFloat32();
+      for (let i = 0; i < w0.length; i++) if (w0[i] === 0) assert.equal(w1[i], 0, `${name}[${i}] was pruned in the input`);
+      zeros += zerosOf(w1);
+      count += w1.length;
+    }
+    after.close();
+    assert.equal(zeros, Math.round(0.9 * count));
+    assert.ok(r.metrics.after.accuracy! > 0.5, `accuracy after ${r.metrics.after.accuracy}`);
+    await assert.rejects(runFinetune({ model: pruned.output, data: test10k, prune: 1.2 }), (e: Error) => e instanceof InputError && /--prune/.test(e.message));
+  });
+
   test('whittle finetune (CLI, through the worker) prints the contract object with --json', () => {
     const model = copyTo(mlp, 'cli');
     const res = spawnSync(process.execPath, [cli, 'finetune', model, '--data', manifest('train') + '#:1000', '--eval-data', manifest('t10k') + '#:300', '--epochs', '1', '--optimizer', 'sgd', '--lr', '0.05', '--ep', 'cpu', '--json'], { encoding: 'utf8' });
@@ -107,5 +142,74 @@ describe('training on MNIST', { skip: noSharedData }, () => {
     const bad = spawnSync(process.execPath, [cli, 'finetune', model, '--data', manifest('train'), '--lr', 'x'], { encoding: 'utf8' });
     assert.equal(bad.status, 1);
     assert.match(bad.stderr, /--lr/);
+    for (const [flag, value] of [['--prune', '2'], ['--prune-scope', 'random'], ['--qat-exclude', 'Nope']]) {
+      const r2 = spawnSync(process.execPath, [cli, 'finetune', model, '--data', manifest('train'), flag, value, ...(flag === '--qat-exclude' ? ['--qat', '8'] : [])], { encoding: 'utf8' });
+      assert.equal(r2.status, 1, `${flag} ${value}: ${r2.stderr}`);
+      assert.match(r2.stderr, flag === '--qat-exclude' ? /Nope/ : new RegExp(flag), `${flag} ${value}`);
+    }
+  });
+});
+
+describe('magnitude pruning (gradual pruning rounds)', () => {
+  test('global: exactly round(s·n) zeros over all prunable weights, the smallest magnitudes, ties broken to the count', () => {
+    const a = Float32Array.from([0.5, -0.1, 0.3, 0.3, -0.9, 0]);
+    const b = Float32Array.from([2, -0.3, 0.05, 1]);
+    const skip = Float32Array.from([0.01, 0.02]);
+    magnitudePrune([a, b, skip], [true, true, false], 0.5, 'global');
+    // 10 prunable elements, 5 go: 0, 0.05, -0.1, then two of the three at |0.3|.
+    assert.equal(zerosOf(a) + zerosOf(b), 5);
+    assert.deepEqual(Array.from(skip), [Float32Array.from([0.01])[0], Float32Array.from([0.02])[0]]);
+    assert.equal(a[4], Float32Array.from([-0.9])[0]);
+    assert.equal(b[0], 2);
+    assert.equal(b[3], 1);
+    assert.equal(a[1], 0);
+    assert.equal(b[2], 0);
+    assert.equal([a[2], a[3], b[1]].filter((x) => x === 0).length, 2);
+  });
+
+  test('the schedule reaches the final sparsity on a step the run reaches, rising along the cubic', () => {
+    for (const total of [1, 7, 50, 1876]) {
+      for (const [start, end] of [[0, 0.5], [0, 1], [0.2, 0.75], [0.5, 0.5], [1, 1]]) {
+        const plan = prunePlan({ sparsity: 0.9, start, end }, total);
+        assert.ok(plan.endStep <= total - 1 || (total === 1 && plan.endStep === 0), `${total} ${start}-${end}: ends at ${plan.endStep}`);
+        assert.ok((plan.endStep - plan.startStep) % plan.every === 0, 'the last round falls on a pruning step');
+        assert.equal(plan.target(plan.endStep), 0.9);
+        let prev = -1;
+        for (let s = plan.startStep; s <= plan.endStep; s += plan.every) {
+          assert.ok(plan.target(s) > prev);
+          prev = plan.target(s);
+        }
+      }
+    }
+    assert.throws(() => prunePlan({ sparsity: 1 }, 10), InputError);
+    assert.throws(() => prunePlan({ sparsity: 0.5, start: 0.8, end: 0.2 }, 10), InputError);
+  });
+
+  test('lamp: a layer of small weights keeps its largest (global magnitude would empty it)', () => {
+    const small = () => Float32Array.from([0.25, 0.125, 0.5, 0.375]);
+    const large = () => Float32Array.from([2, 1, 4, 3]);
+    const [a, b] = [small(), large()];
+    magnitudePrune([a, b], [true, true], 0.5, 'global');
+    assert.deepEqual(Array.from(a), [0, 0, 0, 0]);
+    const [c, d] = [small(), large()];
+    magnitudePrune([c, d], [true, true], 0.5, 'lamp');
+    // The layers differ by a factor of 8 only, so their LAMP scores are equal: each keeps its two largest.
+    assert.deepEqual(Array.from(c), [0, 0, 0.5, 0.375]);
+    assert.deepEqual(Array.from(d), [0, 0, 4, 3]);
+  });
+
+  test('layer: each weight reaches the sparsity on its own; zeros only accumulate', () => {
+    const a = Float32Array.from({ length: 10 }, (_, i) => (i + 1) * (i % 2 ? -1 : 1));
+    const b = Float32Array.from({ length: 20 }, (_, i) => 100 + i);
+    b[19] = 0;
+    magnitudePrune([a, b], [true, true], 0.3, 'layer');
+    assert.equal(zerosOf(a), 3);
+    assert.deepEqual(Array.from(a.slice(0, 3)), [0, 0, 0]);
+    assert.equal(zerosOf(b), 6);
+    assert.equal(b[19], 0, 'an existing zero is counted first and stays');
+    const before = a.slice();
+    magnitudePrune([a, b], [true, true], 0.6, 'layer');
+    assert.equal(zerosOf(a), 6);
+    for (let i = 0; i < a.length; i++) if (before[i] === 0) assert.equal(a[i], 0);
   });
 });

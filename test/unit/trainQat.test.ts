@@ -145,4 +145,57 @@ describe('QAT', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+  test('activation fake-quant (uint8, calibrated) and --qat-exclude: the graph, its gradients, and the finetune export', { skip: !fs.existsSync(mnist8) && 'no mnist-8' }, async () => {
+    const m = OnnxModel.open(mnist8);
+    try {
+      const acts = { Input3: { scale: 1, zeroPoint: 0 }, Pooling66_Output_0: { scale: 0.05, zeroPoint: 0 } };
+      const fq = insertWeightFakeQuant(m.proto, { bits: 8, exclude: ['Times212'], activations: acts });
+      assert.deepEqual(fq.layers.map((l) => l.node), ['Convolution28', 'Convolution110']);
+      const qs = fq.proto.graph!.node.filter((n) => n.opType === 'QuantizeLinear');
+      assert.equal(qs.length, 4, 'two weights and two activations');
+      const conv2 = fq.proto.graph!.node.find((n) => n.name === 'Convolution110')!;
+      assert.match(conv2.input[0], /Pooling66_Output_0_whittle_afq/);
+      assert.equal(fq.proto.graph!.node.find((n) => n.name === 'Times212')!.input[1], 'Parameter193_reshape1', 'the excluded MatMul reads its float weight');
+      const trainable = defaultTrainable(m.graph);
+      const tg = buildTrainingGraph(fq.proto, { loss: 'softmaxCrossEntropy', trainable });
+      const s = await ort.InferenceSession.create(toBinary(ModelProtoSchema, tg.proto), { intraOpNumThreads: 1, logSeverityLevel: 3 });
+      const randn = normal(seededRandom(3));
+      const feeds: Record<string, ort.Tensor> = {
+        [tg.dataInputs[0]]: new ort.Tensor('float32', Float32Array.from({ length: 4 * 784 }, () => Math.min(255, Math.abs(randn()) * 100)), [4, 1, 28, 28]),
+        [tg.label]: new ort.Tensor('int64', BigInt64Array.from([0n, 1n, 2n, 3n]), [4]),
+      };
+      tg.weights.forEach((name, k) => (feeds[name] = new ort.Tensor('float32', Float32Array.from(m.weights().get(name)!.ref.toFloat32()), tg.initial[k].dims.map(Number))));
+      const out = await s.run(feeds);
+      await s.release();
+      // Conv1's activations clip at 255·0.05 = 12.75 after the first pool: its weights still get a gradient through the kept values.
+      for (const gname of tg.gradients) assert.ok((out[gname].data as Float32Array).every(Number.isFinite));
+      assert.ok((out[tg.gradients[tg.weights.indexOf('Parameter5')]].data as Float32Array).some((v) => v !== 0));
+    } finally {
+      m.close();
+    }
+
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'whittle-qat-act-'));
+    try {
+      const model = path.join(dir, 'mnist.onnx');
+      fs.copyFileSync(mnist8, model);
+      const r = await runFinetune({ model, data: trainImages, evalData: `${testImages}#:500`, limit: 1000, epochs: 1, lr: 0.0002, seed: 1, threads: 1, ep: 'cpu', qat: 8, qatActivations: true, qatExclude: ['Times212'], out: path.join(dir, 'qa') });
+      assert.ok(r.qat!.accuracy > 0.95, `QAT int8 with activations: ${r.qat!.accuracy}`);
+      const q = OnnxModel.open(r.qat!.output);
+      const producer = new Map(q.graph.node.flatMap((n) => n.output.map((o) => [o, n.opType] as const)));
+      const convs = q.graph.node.filter((n) => n.opType === 'Conv');
+      // The static pass folds MatMul+Add into a Gemm that keeps the name.
+      const matmul = q.graph.node.find((n) => n.name === 'Times212')!;
+      q.close();
+      assert.ok(convs.every((n) => producer.get(n.input[0]) === 'DequantizeLinear' && producer.get(n.input[1]) === 'DequantizeLinear'), 'both Convs run on QDQ');
+      assert.notEqual(producer.get(matmul.input[1]), 'DequantizeLinear', 'the excluded MatMul stays float');
+      const recipe = JSON.parse(fs.readFileSync(r.recipe, 'utf8'));
+      assert.deepEqual(recipe.steps[0].params.qatExclude, ['Times212']);
+      assert.equal(recipe.steps[0].params.qatActivations, true);
+      await assert.rejects(runFinetune({ model, data: trainImages, qat: 8, qatExclude: ['NoSuchLayer'], out: path.join(dir, 'bad') }), /NoSuchLayer/);
+      assert.ok(!fs.existsSync(path.join(dir, 'bad')));
+      await assert.rejects(runFinetune({ model, data: trainImages, qatActivations: true }), /needs --qat/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

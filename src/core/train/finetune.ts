@@ -16,8 +16,9 @@ import { commandRecipe, recipeStep, recipeText } from '../recipe/write';
 import { finetuneParams } from './params';
 import { InputError } from '../errors';
 import { train, type TrainProgress, type TrainResult } from './loop';
-import { insertWeightFakeQuant } from './qat';
+import { calibrateActivations, insertWeightFakeQuant } from './qat';
 import { runQuantize } from '../passes/quantize/run';
+import type { ScaleZero } from '../passes/quantize/math';
 import { toBinary } from '@bufbuild/protobuf';
 import { ModelProtoSchema } from 'onnx-buf';
 
@@ -51,6 +52,26 @@ export interface FinetuneParams {
    * weights with their 4-bit fake-quant (weights on the 4-bit grid, stored as float). Both are evaluated on --eval-data.
    */
   qat?: 8 | 4;
+  /**
+   * Gradual magnitude pruning during the run (Zhu & Gupta's cubic schedule) to this final sparsity of the kernels and
+   * matrices, reached at `pruneEnd` of the run (default 0.5), the rest fine-tuning at it; zeros in the input stay.
+   */
+  prune?: number;
+  /** 'global' (one magnitude threshold, default), 'layer' (each kernel or matrix at the sparsity) or 'lamp' (one threshold on LAMP scores). */
+  pruneScope?: 'global' | 'layer' | 'lamp';
+  /** Fraction of the run at which pruning starts (default 0). */
+  pruneStart?: number;
+  /** Fraction of the run at which the final sparsity is reached (default 0.5). */
+  pruneEnd?: number;
+  /** With --qat: layers left in float (node or weight names, or op types), in training and in the export. */
+  qatExclude?: string[];
+  /**
+   * With --qat: fake-quantize activations too (uint8 asymmetric, on the data input of each fake-quantized layer), with
+   * ranges calibrated as the static quantize pass does (minmax over the first 512 samples of --data), held constant.
+   */
+  qatActivations?: boolean;
+  /** Cross-entropy trains on logits times this (default 'auto': 5/RMS of the first batch's logits when that RMS exceeds 20, else 1). */
+  logitScale?: number | 'auto';
 }
 
 /** The exported quantized model of a QAT run. */
@@ -99,7 +120,17 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
   for (const [name, v, min] of [['--epochs', epochs, 1], ['--batch', batch, 1]] as const) if (!Number.isSafeInteger(v) || v < min) throw new InputError(undefined, `${name} must be a whole number of at least ${min}, not ${v}`);
   if (p.qat !== undefined && p.qat !== 8 && p.qat !== 4) throw new InputError(undefined, `--qat must be 8 or 4, not ${String(p.qat)}`);
   if (!(lr > 0)) throw new InputError(undefined, `--lr must be a positive number, not ${p.lr}`);
+  if (p.prune !== undefined && !(p.prune > 0 && p.prune < 1)) throw new InputError(undefined, `--prune must be a sparsity strictly between 0 and 1, not ${p.prune}`);
+  if (p.prune !== undefined && p.keepMasks === false) throw new InputError(undefined, '--prune needs masks: drop --no-masks');
+  if (p.pruneScope !== undefined && !['global', 'layer', 'lamp'].includes(p.pruneScope)) throw new InputError(undefined, `--prune-scope must be global, layer or lamp, not ${String(p.pruneScope)}`);
+  for (const [name, v] of [['--prune-start', p.pruneStart], ['--prune-end', p.pruneEnd]] as const) if (v !== undefined && !(v >= 0 && v <= 1)) throw new InputError(undefined, `${name} must be a fraction of the run between 0 and 1, not ${v}`);
+  if ((p.qatExclude?.length || p.qatActivations) && !p.qat) throw new InputError(undefined, `${p.qatActivations ? '--qat-activations' : '--qat-exclude'} needs --qat 8|4`);
   const model = OnnxModel.open(source);
+  const unknown = (p.qatExclude ?? []).filter((x) => !model.graph.node.some((n) => n.name === x || n.opType === x) && !model.graph.initializer.some((t) => t.name === x));
+  if (unknown.length) {
+    model.close();
+    throw new InputError(source, `--qat-exclude: no node, op type or weight named ${unknown.map((x) => `'${x}'`).join(', ')}`);
+  }
   const { dir, created } = runFolder(source, 'finetune', p.out);
   try {
     const sourceSha256 = sha256File(source);
@@ -112,6 +143,12 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
     progress(undefined, 'evaluating the original');
     const common = { data: evalData, ep: p.ep, limit: p.evalLimit, seed: p.seed, threads: p.threads };
     const before = await evaluate({ ...common, model: source }, signal, progress);
+
+    let activations: Record<string, ScaleZero> | undefined;
+    if (p.qat && p.qatActivations) {
+      progress(undefined, 'calibrating activation ranges for QAT');
+      activations = await calibrateActivations(model, { bits: p.qat, exclude: p.qatExclude }, `${p.data}#:512`, { signal, warnings, seed: p.seed });
+    }
 
     progress(0, 'training');
     const result = await train(
@@ -130,7 +167,9 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
         evalEvery: p.evalEvery,
         keepMasks: p.keepMasks,
         threads: p.threads,
-        ...(p.qat ? { qat: { bits: p.qat } } : {}),
+        ...(p.qat ? { qat: { bits: p.qat, exclude: p.qatExclude, activations } } : {}),
+        ...(p.prune !== undefined ? { prune: { sparsity: p.prune, scope: p.pruneScope, start: p.pruneStart, end: p.pruneEnd } } : {}),
+        logitScale: p.logitScale,
       },
       signal,
       (t) => {
@@ -141,8 +180,8 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
     warnings.push(...result.warnings);
     for (const [name, w] of result.weights) replaceTensorData(model.graph, name, w);
 
-    const steps = { pass: 'finetune', params: { epochs, batch, lr, optimizer, momentum: p.momentum, weightDecay: p.weightDecay, schedule: p.schedule ?? 'constant', warmupSteps: p.warmupSteps, keepMasks: p.keepMasks ?? true, seed: p.seed ?? 0, data: p.data, evalData: p.evalData, ...(p.qat ? { qat: p.qat } : {}) } };
-    const given = { epochs: p.epochs, lr: p.lr, batch: p.batch, optimizer: p.optimizer, momentum: p.momentum, weightDecay: p.weightDecay, schedule: p.schedule, warmup: p.warmupSteps, evalData: p.evalData, evalEvery: p.evalEvery, evalLimit: p.evalLimit, noMasks: p.keepMasks === false ? true : undefined, qat: p.qat !== undefined ? String(p.qat) : undefined };
+    const steps = { pass: 'finetune', params: { epochs, batch, lr, optimizer, momentum: p.momentum, weightDecay: p.weightDecay, schedule: p.schedule ?? 'constant', warmupSteps: p.warmupSteps, keepMasks: p.keepMasks ?? true, seed: p.seed ?? 0, data: p.data, evalData: p.evalData, ...(p.qat ? { qat: p.qat, qatExclude: p.qatExclude ?? [], qatActivations: !!p.qatActivations } : {}), ...(p.prune !== undefined ? { prune: p.prune, pruneScope: p.pruneScope ?? 'global', pruneStart: p.pruneStart ?? 0, pruneEnd: p.pruneEnd ?? 0.5 } : {}), logitScale: p.logitScale ?? 'auto' } };
+    const given = { epochs: p.epochs, lr: p.lr, batch: p.batch, optimizer: p.optimizer, momentum: p.momentum, weightDecay: p.weightDecay, schedule: p.schedule, warmup: p.warmupSteps, evalData: p.evalData, evalEvery: p.evalEvery, evalLimit: p.evalLimit, noMasks: p.keepMasks === false ? true : undefined, qat: p.qat !== undefined ? String(p.qat) : undefined, qatExclude: p.qatExclude, qatActivations: p.qatActivations, prune: p.prune, pruneScope: p.pruneScope, pruneStart: p.pruneStart, pruneEnd: p.pruneEnd, logitScale: p.logitScale !== undefined ? String(p.logitScale) : undefined };
     const recipe = commandRecipe({ dir, source, sourceSha256, data: p.data, seed: p.seed, ep: p.ep, limit: p.limit, passes: [recipeStep('finetune', given, dir, finetuneParams)] });
     const out = path.join(dir, path.basename(source).replace(/\.onnx$/i, '') + '.onnx');
     const written = writeOnnx(model, out, { provenance: { sourceSha256, recipe: JSON.stringify([steps]) } });
@@ -155,13 +194,13 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
     let qat: QatExport | undefined;
     if (p.qat === 8) {
       progress(undefined, 'exporting the QAT model to static U8S8');
-      const q = await runQuantize({ model: out, mode: 'static', data: evalData, calibData: `${p.data}#:512`, out: path.join(dir, 'int8'), ep: p.ep, limit: p.evalLimit, seed: p.seed }, signal, progress);
+      const q = await runQuantize({ model: out, mode: 'static', data: evalData, calibData: `${p.data}#:512`, out: path.join(dir, 'int8'), ep: p.ep, limit: p.evalLimit, seed: p.seed, exclude: p.qatExclude ?? [] }, signal, progress);
       for (const w of q.warnings) if (!warnings.includes(w)) warnings.push(w);
       qat = { bits: 8, output: q.output, accuracy: q.metrics.after.accuracy ?? NaN, samples: q.metrics.after.samples, sizeBytes: q.sizeBytes.after };
     } else if (p.qat === 4) {
       progress(undefined, 'writing the 4-bit weight model');
       const file = out.replace(/\.onnx$/, '.w4.onnx');
-      writeFileAtomic(file, toBinary(ModelProtoSchema, insertWeightFakeQuant(model.proto, { bits: 4 }).proto));
+      writeFileAtomic(file, toBinary(ModelProtoSchema, insertWeightFakeQuant(model.proto, { bits: 4, exclude: p.qatExclude, activations }).proto));
       const e = await evaluate({ ...common, model: file }, signal, progress);
       qat = { bits: 4, output: file, accuracy: e.accuracy ?? NaN, samples: e.samples, sizeBytes: fs.statSync(file).size };
     }
@@ -216,7 +255,7 @@ function reportMarkdown(r: FinetuneResult): string {
   return [
     `# Fine-tune: ${path.basename(r.output)}`,
     '',
-    `${t.epochs} epoch(s), batch ${t.batch}, ${t.optimizer} at lr ${t.lr}, ${t.steps} steps, ${t.samplesPerSec} samples/s (training on the CPU EP).`,
+    `${t.epochs} epoch(s), batch ${t.batch}, ${t.optimizer} at lr ${t.lr}, ${t.steps} steps, ${t.samplesPerSec} samples/s (training on the CPU EP)${t.logitScale !== 1 ? `; cross-entropy on the logits times ${t.logitScale.toPrecision(3)}` : ''}.`,
     '',
     `| | before | after |`,
     `|---|---:|---:|`,
@@ -225,6 +264,7 @@ function reportMarkdown(r: FinetuneResult): string {
     `| size (bytes) | ${r.sizeBytes.before} | ${r.sizeBytes.after} |`,
     '',
     `Sparsity of the trained kernels and matrices: ${pct(r.sparsity)}${t.masks.length ? ` (pruned zeros held at zero in ${t.masks.map((m) => m.name).join(', ')})` : ''}.`,
+    ...(t.pruneRounds?.length ? ['', `Gradual pruning: ${t.pruneRounds.length} rounds from step ${t.pruneRounds[0].step} to ${t.pruneRounds.at(-1)!.step}, reaching ${pct(t.pruneRounds.at(-1)!.sparsity)}.`] : []),
     ...(t.best ? ['', `Kept the weights of step ${t.best.step} (evaluation accuracy ${pct(t.best.accuracy)}).`] : []),
     '',
     '| step | loss | lr |',

@@ -202,8 +202,8 @@ export const gradRules: Record<string, GradRule> = {
     return [c.emit('Concat', parts, { axis: c.int('axis', 0) })];
   },
   BatchNormalization: (c) => {
+    if (c.int('training_mode', 0)) return batchNormTrainingRule(c);
     // Inference form: y = scale·(x − mean)/√(var + ε) + B with the running statistics as constants.
-    if (c.int('training_mode', 0)) throw new InputError(undefined, `BatchNormalization node '${c.node.name}': the training form has no gradient rule yet`);
     if (c.needs(3) || c.needs(4)) throw new InputError(undefined, `BatchNormalization node '${c.node.name}': the running mean and variance cannot be trained`);
     const [x, scale, , mean, variance] = c.node.input;
     const dy = c.dY[0];
@@ -217,14 +217,46 @@ export const gradRules: Record<string, GradRule> = {
       c.needs(2) ? c.emit('ReduceSum', [dy, c.ints(others)], { keepdims: 0 }) : undefined,
     ];
   },
+  LayerNormalization: layerNormRule,
+  Gelu: unary((c, x, _y, dy) => {
+    const mul = (a: string, b: string) => c.emit('Mul', [a, b]);
+    const add = (a: string, b: string) => c.emit('Add', [a, b]);
+    const approximate = c.str('approximate', 'none');
+    if (approximate === 'tanh') {
+      // y = x/2·(1 + tanh u), u = √(2/π)(x + 0.044715x³): dy/dx = (1 + t)/2 + x/2·(1 − t²)·√(2/π)(1 + 3·0.044715x²).
+      const k = Math.sqrt(2 / Math.PI);
+      const x2 = mul(x, x);
+      const t = c.emit('Tanh', [mul(c.scalar(k), add(x, mul(c.scalar(0.044715), mul(x2, x))))]);
+      const du = mul(c.scalar(k), add(c.scalar(1), mul(c.scalar(3 * 0.044715), x2)));
+      const d = add(mul(c.scalar(0.5), add(c.scalar(1), t)), mul(mul(c.scalar(0.5), x), mul(c.emit('Sub', [c.scalar(1), mul(t, t)]), du)));
+      return mul(dy, d);
+    }
+    if (approximate !== 'none') throw new InputError(undefined, `Gelu node '${c.node.name}': unknown approximate '${approximate}'`);
+    // y = x·Φ(x): dy/dx = Φ(x) + x·φ(x), Φ(x) = (1 + erf(x/√2))/2, φ(x) = e^(−x²/2)/√(2π).
+    const cdf = mul(c.scalar(0.5), add(c.scalar(1), c.emit('Erf', [mul(x, c.scalar(Math.SQRT1_2))])));
+    const pdf = mul(c.scalar(1 / Math.sqrt(2 * Math.PI)), c.emit('Exp', [mul(mul(x, x), c.scalar(-0.5))]));
+    return mul(dy, add(cdf, mul(x, pdf)));
+  }),
+  Slice: (c) => {
+    if (!c.needs(0)) return [];
+    // Slice a tensor of flat positions the same way (same starts, ends, axes, steps: negative, clamped and strided
+    // indices resolve exactly as in the forward pass), then scatter dY back to those positions.
+    const x = c.node.input[0];
+    const picked = c.emit('Slice', [iotaLike(c, x), ...c.node.input.slice(1)]);
+    return [scatterFlat(c, x, picked, false)];
+  },
   Gather: (c) => {
     if (c.needs(1)) throw new InputError(undefined, `Gather node '${c.node.name}': indices have no gradient`);
     if (!c.needs(0)) return [];
-    if (c.int('axis', 0) !== 0) throw new InputError(undefined, `Gather node '${c.node.name}': only axis 0 (embedding lookups) has a gradient rule`);
     const [data, indices] = c.node.input;
-    const zeros = c.emit('ConstantOfShape', [c.emit('Shape', [data])], { value: c.zeroTensor() });
-    // Rows gathered more than once accumulate.
-    return [c.emit('ScatterND', [zeros, c.emit('Unsqueeze', [indices, c.ints([-1])]), c.dY[0]], { reduction: 'add' })];
+    if (c.int('axis', 0) === 0) {
+      // Embedding lookups: rows gathered more than once accumulate.
+      const zeros = c.emit('ConstantOfShape', [c.emit('Shape', [data])], { value: c.zeroTensor() });
+      return [c.emit('ScatterND', [zeros, c.emit('Unsqueeze', [indices, c.ints([-1])]), c.dY[0]], { reduction: 'add' })];
+    }
+    // Any other axis: gather the flat positions the same way and scatter-add dY back (repeats accumulate).
+    const picked = c.emit('Gather', [iotaLike(c, data), indices], { axis: c.int('axis', 0) });
+    return [scatterFlat(c, data, picked, true)];
   },
   // Fake-quant, QuantizeLinear→DequantizeLinear, with the straight-through estimator: DequantizeLinear passes the
   // gradient on unscaled (d/dq of q·s, times d/dx of x/s, is 1), and QuantizeLinear keeps it where the input lies
@@ -265,6 +297,72 @@ export const gradRules: Record<string, GradRule> = {
 
 /** Integer range per zero-point type (TensorProto.DataType): uint8, int8, uint16, int16. */
 const quantRanges: Record<number, [number, number]> = { 2: [0, 255], 3: [-128, 127], 4: [0, 65535], 5: [-32768, 32767] };
+
+/** The flat positions 0..size−1 of `x` as an int64 tensor shaped like x (for index-routing rules). */
+function iotaLike(c: GradCtx, x: string): string {
+  const scalar = (v: number) => c.emit('Squeeze', [c.ints([v])]);
+  return c.emit('Reshape', [c.emit('Range', [scalar(0), c.emit('Size', [x]), scalar(1)]), c.emit('Shape', [x])]);
+}
+
+/** Scatters dY into zeros shaped like `x` at the flat positions `positions` (shaped like dY); `add` accumulates repeats. */
+function scatterFlat(c: GradCtx, x: string, positions: string, add: boolean): string {
+  const zeros = c.emit('ConstantOfShape', [c.emit('Reshape', [c.emit('Size', [x]), c.ints([1])])], { value: c.zeroTensor() });
+  const flat = (v: string) => c.emit('Reshape', [v, c.ints([-1])]);
+  const scattered = c.emit('ScatterElements', [zeros, flat(positions), flat(c.dY[0])], add ? { axis: 0, reduction: 'add' } : { axis: 0 });
+  return c.emit('Reshape', [scattered, c.emit('Shape', [x])]);
+}
+
+/**
+ * Normalisation over `axes` with statistics of the batch itself (BatchNormalization in training mode,
+ * LayerNormalization): x̂ = (x − μ)·r, r = 1/√(σ² + ε), σ² the biased variance, all over `axes` with `count` elements.
+ * Given g = dL/dx̂, dx = r·(g − mean(g) − x̂·mean(g·x̂)). Returns x̂ and that function.
+ */
+function normalized(c: GradCtx, x: string, axes: number[], count: string, epsilon: number): { xhat: string; dx: (g: string) => string } {
+  const mean = (v: string) => c.emit('Div', [c.emit('ReduceSum', [v, c.ints(axes)], { keepdims: 1 }), count]);
+  const centered = c.emit('Sub', [x, mean(x)]);
+  const r = c.emit('Reciprocal', [c.emit('Sqrt', [c.emit('Add', [mean(c.emit('Mul', [centered, centered])), c.scalar(epsilon)])])]);
+  const xhat = c.emit('Mul', [centered, r]);
+  return { xhat, dx: (g) => c.emit('Mul', [r, c.emit('Sub', [c.emit('Sub', [g, mean(g)]), c.emit('Mul', [xhat, mean(c.emit('Mul', [g, xhat]))])])]) };
+}
+
+/** BatchNormalization with training_mode=1: y = scale·x̂ + B with the batch's own mean and (biased) variance per channel. */
+function batchNormTrainingRule(c: GradCtx): Array<string | undefined> {
+  if (c.dY[1] || c.dY[2]) throw new InputError(undefined, `BatchNormalization node '${c.node.name}': the running mean and variance outputs have no gradient rule`);
+  const [x, scale] = c.node.input;
+  const dy = c.dY[0];
+  const xs = c.staticShape(x, 'BatchNormalization input');
+  const rank = xs.length;
+  const others = [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2)];
+  // The count per channel depends on the (symbolic) batch: Size(x)/C.
+  const count = c.emit('Div', [c.emit('Cast', [c.emit('Size', [x])], { to: c.dtype(x) ?? 1 }), c.scalar(xs[1])]);
+  const { xhat, dx } = normalized(c, x, others, count, c.float('epsilon', 1e-5));
+  const perChannel = (v: string) => c.emit('Reshape', [v, c.ints([-1, ...new Array(rank - 2).fill(1)])]);
+  // The running mean and variance inputs do not reach y in training mode: no gradient.
+  return [
+    c.needs(0) ? dx(c.emit('Mul', [dy, perChannel(scale)])) : undefined,
+    c.needs(1) ? c.emit('ReduceSum', [c.emit('Mul', [dy, xhat]), c.ints(others)], { keepdims: 0 }) : undefined,
+    c.needs(2) ? c.emit('ReduceSum', [dy, c.ints(others)], { keepdims: 0 }) : undefined,
+  ];
+}
+
+/** LayerNormalization (opset 17): normalised over the axes from `axis` to the last, then scaled and shifted (both broadcast). */
+function layerNormRule(c: GradCtx): Array<string | undefined> {
+  if (c.dY[1] || c.dY[2]) throw new InputError(undefined, `LayerNormalization node '${c.node.name}': the Mean and InvStdDev outputs have no gradient rule`);
+  const [x, scale, bias] = c.node.input;
+  const y = c.node.output[0];
+  const dy = c.dY[0];
+  const xs = c.staticShape(x, 'LayerNormalization input');
+  const axis = (c.int('axis', -1) + xs.length) % xs.length;
+  const axes = Array.from({ length: xs.length - axis }, (_, i) => axis + i);
+  const n = axes.reduce((p, a) => p * xs[a], 1);
+  if (!(n > 0)) throw new InputError(undefined, `LayerNormalization node '${c.node.name}': the gradient needs the static size of the normalised axes`);
+  const { xhat, dx } = normalized(c, x, axes, c.scalar(n), c.float('epsilon', 1e-5));
+  return [
+    c.needs(0) ? dx(c.emit('Mul', [dy, scale])) : undefined,
+    c.needs(1) ? c.unbroadcast(c.emit('Mul', [dy, xhat]), y, scale) : undefined,
+    bias && c.needs(2) ? c.unbroadcast(dy, y, bias) : undefined,
+  ];
+}
 
 /** The gradient of a sum (or, with `factor`, a mean) over `axes`: dY with the reduced axes restored, broadcast to x. */
 function spreadReduced(c: GradCtx, axes: number[] | undefined, axesGiven: boolean, factor: number): string {
@@ -361,8 +459,14 @@ function windowOf(c: GradCtx, x: string, kernel: number[]): Window {
   const strides = c.ints_('strides') ?? new Array(n).fill(1);
   const dilations = c.ints_('dilations') ?? new Array(n).fill(1);
   const pads = explicitPads(c, spatial, kernel, strides, dilations);
-  if (c.int('ceil_mode', 0)) throw new InputError(undefined, `${c.node.opType} node '${c.node.name}': ceil_mode=1 has no gradient rule yet`);
-  const out = spatial.map((h, i) => Math.floor((h + pads[i] + pads[i + n] - ((kernel[i] - 1) * dilations[i] + 1)) / strides[i]) + 1);
+  const ceil = c.int('ceil_mode', 0) === 1;
+  const out = spatial.map((h, i) => {
+    const span = h + pads[i] + pads[i + n] - ((kernel[i] - 1) * dilations[i] + 1);
+    if (!ceil) return Math.floor(span / strides[i]) + 1;
+    // ceil_mode: one more window where a partial one remains, unless it would start past the input and its begin pad.
+    const o = Math.ceil(span / strides[i]) + 1;
+    return (o - 1) * strides[i] >= h + pads[i] ? o - 1 : o;
+  });
   return { spatial, kernel, strides, dilations, pads, out };
 }
 
@@ -447,7 +551,10 @@ function averagePoolRule(c: GradCtx): Array<string | undefined> {
   const channels = xs[1];
   const ones = c.floats([channels, 1, ...kernel], new Float64Array(channels * kernel.reduce((a, b) => a * b, 1)).fill(1));
   const outputPadding = win.spatial.map((h, i) => h - ((win.out[i] - 1) * win.strides[i] + (kernel[i] - 1) * win.dilations[i] + 1 - win.pads[i] - win.pads[i + n]));
-  const attrs: Record<string, AttrValue> = { strides: win.strides, pads: win.pads, dilations: win.dilations, group: channels, kernel_shape: kernel };
+  // ceil_mode: a last window that overhangs the end pad is cropped as extra end padding.
+  const pads = win.pads.map((p, i) => (i >= n && outputPadding[i - n] < 0 ? p - outputPadding[i - n] : p));
+  for (let i = 0; i < n; i++) outputPadding[i] = Math.max(outputPadding[i], 0);
+  const attrs: Record<string, AttrValue> = { strides: win.strides, pads, dilations: win.dilations, group: channels, kernel_shape: kernel };
   if (outputPadding.some((p) => p !== 0)) attrs.output_padding = outputPadding;
   return [c.emit('ConvTranspose', [scaled, ones], attrs)];
 }

@@ -22,6 +22,13 @@ export const finetuneParams: ParamSpec[] = [
   { name: 'evalLimit', type: 'number', min: 0, placeholder: 'N', check: whole, help: 'cap on evaluation samples' },
   { name: 'noMasks', type: 'boolean', help: 'let pruned (exactly zero) weights change' },
   { name: 'qat', type: 'enum', choices: ['8', '4'], placeholder: 'BITS', help: 'quantization-aware training: per-channel weight fake-quant at 8 or 4 bits, then export (8: static U8S8 QDQ; 4: 4-bit weights) and evaluate it' },
+  { name: 'qatExclude', type: 'list', placeholder: 'LAYERS', help: 'with --qat: comma-separated layer names (or weight names, op types) kept in float, in training and in the export' },
+  { name: 'qatActivations', type: 'boolean', help: "with --qat: fake-quantize the layers' input activations too (uint8, ranges calibrated as static quantize does)" },
+  { name: 'prune', type: 'number', min: 0, max: 1, placeholder: 'S', help: 'gradual magnitude pruning during the run to sparsity S of the kernels and matrices (cubic schedule), then fine-tuning at it' },
+  { name: 'pruneScope', type: 'enum', choices: ['global', 'layer', 'lamp'], placeholder: 'SCOPE', help: 'with --prune: one magnitude threshold across layers (global, default), S in every layer, or one threshold on LAMP scores' },
+  { name: 'pruneStart', type: 'number', min: 0, max: 1, placeholder: 'F', help: 'with --prune: fraction of the run at which pruning starts (default 0)' },
+  { name: 'pruneEnd', type: 'number', min: 0, max: 1, placeholder: 'F', help: 'with --prune: fraction of the run at which S is reached (default 0.5)' },
+  { name: 'logitScale', type: 'string', placeholder: 'X', check: (v) => (v === 'auto' || Number(v) > 0 ? undefined : `must be auto or a positive number, not '${String(v)}'`), help: "cross-entropy trains on logits times X (default auto: 5/RMS of the first batch's logits when that RMS exceeds 20)" },
 ];
 
 /** Parsed finetuneParams values as FinetuneParams fields (only the ones given). */
@@ -41,6 +48,13 @@ export function finetuneOptions(v: Record<string, unknown>): Partial<FinetunePar
     evalLimit: num('evalLimit'),
     keepMasks: v.noMasks === true ? false : true,
     ...(v.qat !== undefined ? { qat: Number(v.qat) as 8 | 4 } : {}),
+    prune: num('prune'),
+    pruneScope: v.pruneScope as FinetuneParams['pruneScope'],
+    pruneStart: num('pruneStart'),
+    pruneEnd: num('pruneEnd'),
+    qatExclude: v.qatExclude as string[] | undefined,
+    qatActivations: v.qatActivations === true ? true : undefined,
+    logitScale: v.logitScale === undefined || v.logitScale === 'auto' ? undefined : Number(v.logitScale),
   };
   return out;
 }
