@@ -189,8 +189,8 @@ describe('QAT', () => {
       assert.ok(convs.every((n) => producer.get(n.input[0]) === 'DequantizeLinear' && producer.get(n.input[1]) === 'DequantizeLinear'), 'both Convs run on QDQ');
       assert.notEqual(producer.get(matmul.input[1]), 'DequantizeLinear', 'the excluded MatMul stays float');
       const recipe = JSON.parse(fs.readFileSync(r.recipe, 'utf8'));
-      assert.deepEqual(recipe.steps[0].params.qatExclude, ['Times212']);
-      assert.equal(recipe.steps[0].params.qatActivations, true);
+      assert.deepEqual(recipe.passes[0].qatExclude, ['Times212']);
+      assert.equal(recipe.passes[0].qatActivations, true);
       await assert.rejects(runFinetune({ model, data: trainImages, qat: 8, qatExclude: ['NoSuchLayer'], out: path.join(dir, 'bad') }), /NoSuchLayer/);
       assert.ok(!fs.existsSync(path.join(dir, 'bad')));
       await assert.rejects(runFinetune({ model, data: trainImages, qatActivations: true }), /needs --qat/);
