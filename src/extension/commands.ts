@@ -17,6 +17,8 @@ import type { TfjsQuantizeResult } from '../core/passes/quantize/tfjs';
 import type { TfjsPruneResult } from '../core/passes/prune/tfjs';
 import type { WorkerRequests } from '../protocol/worker';
 import { pruneShape, pruneWhat, type PruneOptions } from './pruneChoice';
+import { finetune, isFinetuneOptions } from './finetuneCommand';
+import type { TrainingPanel } from './trainingView';
 
 export type { PruneOptions } from './pruneChoice';
 
@@ -33,13 +35,14 @@ export const commandTitles = {
   'whittle.selectExecutionProvider': 'Select Execution Provider',
   'whittle.openReport': 'Open Report',
   'whittle.refreshModels': 'Refresh Models',
+  'whittle.finetune': 'Fine-tune…',
 } as const;
 
 /** A command id. */
 export type CommandId = keyof typeof commandTitles;
 
 /** Commands that run models, and so need a trusted workspace. */
-const needTrust = new Set<CommandId>(['whittle.compress', 'whittle.analyzeSensitivity', 'whittle.prune', 'whittle.quantize', 'whittle.distill', 'whittle.runRecipe', 'whittle.compare']);
+const needTrust = new Set<CommandId>(['whittle.compress', 'whittle.analyzeSensitivity', 'whittle.prune', 'whittle.quantize', 'whittle.distill', 'whittle.runRecipe', 'whittle.compare', 'whittle.finetune']);
 
 /** Commands whose feature has not landed; they say so instead of pretending. */
 const planned = new Set<CommandId>(['whittle.compress', 'whittle.distill', 'whittle.runRecipe', 'whittle.openReport']);
@@ -50,6 +53,7 @@ export interface CommandContext {
   engine: Engine;
   status: ExecutionProviderStatus;
   sensitivity: SensitivityView;
+  training: TrainingPanel;
 }
 
 /** The message a planned command shows. */
@@ -72,6 +76,10 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
     'whittle.distill': () => notYet('whittle.distill'),
     'whittle.runRecipe': () => notYet('whittle.runRecipe'),
     'whittle.openReport': () => notYet('whittle.openReport'),
+    'whittle.finetune': async (uri, options) => {
+      const model = await modelToRun('whittle.finetune', uri instanceof vscode.Uri ? uri : undefined, 'the model to fine-tune');
+      return model ? finetune(ctx, model, isFinetuneOptions(options) ? options : undefined) : undefined;
+    },
   };
   return Object.entries(handlers).map(([id, fn]) =>
     vscode.commands.registerCommand(id, async (...args: unknown[]) => {

@@ -4,6 +4,7 @@ import type { ModelSummary } from '../core/inspect';
 import { WorkerClient } from '../core/worker/client';
 import type { LayerDoneEvent } from '../protocol/analysis';
 import type { WorkerRequests } from '../protocol/worker';
+import type { TrainStepEvent } from '../protocol/training';
 
 /** The extension's access to the engine: all compute goes through the worker, off the host's main thread. */
 export class Engine implements vscode.Disposable {
@@ -38,7 +39,8 @@ export class Engine implements vscode.Disposable {
 
   /**
    * Runs a long job in a worker of its own, so that cancelling it (which retires that worker) leaves other work
-   * alone; progress events go to `onProgress`, streamed per-layer results (`analyze`) to `onLayerDone`.
+   * alone; progress events go to `onProgress`, streamed per-layer results (`analyze`) to `onLayerDone`,
+   * training steps (`finetune`, `distill`) to `onTrainStep`.
    */
   async job<K extends keyof WorkerRequests & string>(
     method: K,
@@ -46,10 +48,12 @@ export class Engine implements vscode.Disposable {
     token?: vscode.CancellationToken,
     onProgress?: (fraction: number | undefined, message: string) => void,
     onLayerDone?: (event: LayerDoneEvent) => void,
+    onTrainStep?: (event: TrainStepEvent) => void,
   ): Promise<WorkerRequests[K]['result']> {
     const client = new WorkerClient(this.workerFile, (event) => {
       if (event.type === 'progress') onProgress?.(event.fraction, event.message);
       else if (event.type === 'layerDone') onLayerDone?.(event);
+      else if (event.type === 'trainStep') onTrainStep?.(event);
     });
     const controller = new AbortController();
     const sub = token?.onCancellationRequested(() => controller.abort());

@@ -6,6 +6,7 @@ import { ExecutionProviderStatus } from './executionProvider';
 import { InspectorEditorProvider, inspectorViewType } from './inspectorEditor';
 import { ModelsView, modelsViewId } from './modelsView';
 import { SensitivityView, sensitivityViewId } from './sensitivityView';
+import { TrainingPanel } from './trainingView';
 
 /** What the extension exports: used by the integration tests and by other extensions. */
 export interface WhittleApi {
@@ -19,9 +20,11 @@ export function activate(context: vscode.ExtensionContext): WhittleApi {
   const sensitivity = new SensitivityView(context.extensionUri, engine);
   const models = new ModelsView();
   const status = new ExecutionProviderStatus(engine);
+  const training = new TrainingPanel(context.extensionUri);
   context.subscriptions.push(
     engine,
     sensitivity,
+    training,
     models,
     vscode.window.registerCustomEditorProvider(inspectorViewType, new InspectorEditorProvider(context.extensionUri, engine, sensitivity), {
       supportsMultipleEditorsPerDocument: true,
@@ -29,7 +32,7 @@ export function activate(context: vscode.ExtensionContext): WhittleApi {
     vscode.window.registerWebviewViewProvider(sensitivityViewId, sensitivity),
     vscode.window.createTreeView(modelsViewId, { treeDataProvider: models, showCollapseAll: false }),
     status,
-    ...registerCommands({ refreshModels: () => models.refresh(), engine, status, sensitivity }),
+    ...registerCommands({ refreshModels: () => models.refresh(), engine, status, sensitivity, training }),
   );
   return { inspect: (file) => engine.inspect(file) };
 }

@@ -10,6 +10,7 @@ import type { EpProbe } from '../core/runtime/probe';
 import type { AnalyzeParams, AnalyzeResult, LayerDoneEvent, LayerHistogram, QuantErrorSummary, TensorTile, TileMode } from './analysis';
 import type { EventMessage } from './rpc';
 import type { FinetuneParams, FinetuneResult } from '../core/train/finetune';
+import type { TrainStepEvent } from './training';
 
 /** Requests the extension host (or CLI) makes of the compute worker. */
 export type WorkerRequests = {
@@ -37,7 +38,7 @@ export type WorkerRequests = {
   quantize: { params: QuantizeParams; result: QuantizeResult };
   /** Quantizes a TF.js model's weights into uint8/uint16/float16 or a per-layer mix, writes the run folder and measures before/after. */
   quantizeTfjs: { params: TfjsQuantizeParams; result: TfjsQuantizeResult };
-  /** Fine-tunes a model (pruned weights stay zero), writes the run folder and measures before/after (`whittle finetune`). */
+  /** Fine-tunes a model (pruned weights stay zero), writes the run folder and measures before/after (`whittle finetune`); sends progress and `trainStep` events. */
   finetune: { params: FinetuneParams; result: FinetuneResult };
   /** Magnitude-prunes a TF.js model, writes the run folder and measures before/after. */
   pruneTfjs: { params: TfjsPruneParams; result: TfjsPruneResult };
@@ -68,7 +69,7 @@ export interface ProgressEvent extends EventMessage {
 }
 
 /** Events the worker sends to its host. */
-export type FromWorkerEvent = ProgressEvent | LayerDoneEvent;
+export type FromWorkerEvent = ProgressEvent | LayerDoneEvent | TrainStepEvent;
 
 /** Events the host sends to the worker: none yet. */
 export type ToWorkerEvent = never;

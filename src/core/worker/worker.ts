@@ -28,7 +28,13 @@ const handlers: Handlers<WorkerRequests> = {
   evaluate: (params, signal) => evaluate(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   prune: (params, signal) => runPrune(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   quantize: (params, signal) => runQuantize(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
-  finetune: (params, signal) => runFinetune(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
+  finetune: (params, signal) =>
+    runFinetune(
+      params,
+      signal,
+      (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message }),
+      (t) => endpoint.sendEvent({ type: 'trainStep', point: { ...t } }),
+    ),
   pruneTfjs: (params, signal) => runPruneTfjs(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   quantizeTfjs: (params, signal) => runQuantizeTfjs(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   layerHistogram: ({ file, layer, tensor, bins, range }) => layerHistogram(models.get(file), layer, tensor, bins, range),

@@ -1,0 +1,108 @@
+// The training panel's pure helpers, its report mapping, and the worker's live `trainStep` events for Fine-tune….
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, test } from 'node:test';
+import { buildSampleModel } from '../../src/core/samples/sampleModel';
+import { WorkerClient } from '../../src/core/worker/client';
+import { CancelledError } from '../../src/protocol/rpc';
+import type { TrainingPoint } from '../../src/protocol/training';
+import { finetuneReport } from '../../src/extension/trainingReport';
+import { addPoint, finalPoints, rowShares, seriesOf, topK } from '../../webview/training/series';
+import { repoRoot, tempDir } from './helpers/paths';
+import { writeToyDigits } from './helpers/toyDigits';
+
+const pt = (step: number, loss: number, extra: Partial<TrainingPoint> = {}): TrainingPoint => ({ step, totalSteps: 100, loss, ...extra });
+
+describe('training chart helpers', () => {
+  test('addPoint merges a repeated step and thins a full series to half, keeping the first and the newest', () => {
+    let pts: TrainingPoint[] = [];
+    for (let s = 1; s <= 10; s++) pts = addPoint(pts, pt(s, 1 / s), 10);
+    assert.equal(pts.length, 10);
+    pts = addPoint(pts, pt(11, 0.05), 10);
+    assert.deepEqual(pts.map((p) => p.step), [1, 3, 5, 7, 9, 10, 11]);
+    pts = addPoint(pts, pt(11, 0.04, { accuracy: 0.9 }), 10);
+    assert.equal(pts.length, 7);
+    assert.deepEqual(pts.at(-1), { step: 11, totalSteps: 100, loss: 0.04, accuracy: 0.9 });
+  });
+
+  test('seriesOf skips points without the value; finalPoints merges the live points with the curve and evaluations', () => {
+    const live = [pt(5, 2, { samplesPerSec: 900 }), pt(10, 1.5, { samplesPerSec: 1000 })];
+    assert.deepEqual(seriesOf(live, 'accuracy'), []);
+    assert.deepEqual(seriesOf(live, 'samplesPerSec'), [{ x: 5, y: 900 }, { x: 10, y: 1000 }]);
+    const merged = finalPoints(live, {
+      kind: 'finetune', output: 'x.onnx', accuracy: {}, sizeBytes: { before: 1, after: 1 }, steps: 12, warnings: [],
+      curve: [pt(6, 1.9, { lr: 0.001 }), pt(12, 1.2, { lr: 0.001 })],
+      evals: [{ step: 12, accuracy: 0.8 }],
+    });
+    assert.deepEqual(merged.map((p) => p.step), [5, 6, 10, 12]);
+    assert.deepEqual(seriesOf(merged, 'accuracy'), [{ x: 12, y: 0.8 }]);
+    assert.deepEqual(seriesOf(merged, 'loss').map((p) => p.y), [2, 1.9, 1.5, 1.2]);
+  });
+
+  test('topK orders probabilities (the article\'s [0.53, 0.47]) and rowShares normalises confusion rows', () => {
+    assert.deepEqual(topK([0.47, 0.53], 2), [[1, 0.53], [0, 0.47]]);
+    assert.deepEqual(topK([0.1, 0.2, 0.7], 1), [[2, 0.7]]);
+    assert.deepEqual(rowShares([[3, 1], [0, 0]]), [[0.75, 0.25], [0, 0]]);
+  });
+});
+
+describe('Fine-tune… through the worker', () => {
+  const dir = tempDir('whittle-training-');
+  const model = path.join(dir, 'sample.onnx');
+  fs.writeFileSync(model, buildSampleModel());
+  const data = writeToyDigits(path.join(dir, 'toy'), 1200);
+  const workerFile = path.join(repoRoot, 'dist', 'worker.js');
+
+  test('streams trainStep events with numbers and the result maps to the panel report', async () => {
+    const steps: TrainingPoint[] = [];
+    const client = new WorkerClient(workerFile, (e) => {
+      if (e.type === 'trainStep') steps.push(e.point);
+    });
+    try {
+      const r = await client.request('finetune', { model, data, epochs: 1, batch: 16, limit: 512, evalLimit: 200, threads: 1, ep: 'cpu', seed: 1 });
+      assert.ok(steps.length >= 1, 'no trainStep event');
+      for (const p of steps) {
+        assert.equal(p.totalSteps, 32);
+        assert.ok(p.step >= 1 && p.step <= 32 && Number.isFinite(p.loss) && p.loss > 0 && p.lr! > 0 && p.samplesPerSec! > 0, JSON.stringify(p));
+      }
+      const rep = finetuneReport(r);
+      assert.equal(rep.kind, 'finetune');
+      assert.equal(rep.output, r.output);
+      assert.ok(fs.existsSync(rep.output) && fs.existsSync(rep.reportFile!));
+      assert.equal(rep.steps, 32);
+      assert.deepEqual(rep.accuracy, { before: r.metrics.before.accuracy, after: r.metrics.after.accuracy });
+      assert.equal(rep.curve.length, r.training.curve.length);
+      assert.ok(rep.curve.length >= 2 && rep.curve.every((c) => c.loss === r.training.curve.find((x) => x.step === c.step)!.loss));
+      // The toy classes are separable: fine-tuning should beat the seeded sample weights.
+      assert.ok(r.metrics.after.accuracy! > r.metrics.before.accuracy!, `accuracy ${r.metrics.before.accuracy} -> ${r.metrics.after.accuracy}`);
+    } finally {
+      client.dispose();
+    }
+  });
+
+  test('cancelling after the first step rejects at once and leaves no run folder', async () => {
+    const copy = path.join(dir, 'cancel', 'sample.onnx');
+    fs.mkdirSync(path.dirname(copy), { recursive: true });
+    fs.copyFileSync(model, copy);
+    const controller = new AbortController();
+    let cancelledAt = 0;
+    const client = new WorkerClient(workerFile, (e) => {
+      if (e.type === 'trainStep' && !controller.signal.aborted) {
+        cancelledAt = Date.now();
+        controller.abort();
+      }
+    });
+    try {
+      await assert.rejects(client.request('finetune', { model: copy, data, epochs: 50, batch: 16, threads: 1, ep: 'cpu' }, controller.signal), CancelledError);
+      assert.ok(cancelledAt > 0 && Date.now() - cancelledAt < 1000, `rejected ${Date.now() - cancelledAt} ms after the cancel`);
+    } finally {
+      client.dispose();
+    }
+    // The worker drains (removing its run folder) before it is terminated.
+    const runs = path.join(path.dirname(copy), 'sample.whittle');
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && fs.existsSync(runs) && fs.readdirSync(runs).length) await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(fs.existsSync(runs) ? fs.readdirSync(runs) : [], []);
+  });
+});
