@@ -10,6 +10,7 @@ import type { EpProbe } from '../core/runtime/probe';
 import type { AnalyzeParams, AnalyzeResult, LayerDoneEvent, LayerHistogram, QuantErrorSummary, TensorTile, TileMode } from './analysis';
 import type { EventMessage } from './rpc';
 import type { FinetuneParams, FinetuneResult } from '../core/train/finetune';
+import type { DistillParams, DistillResult, DistillStepEvent } from '../core/passes/distill/types';
 import type { TrainStepEvent } from './training';
 
 /** Requests the extension host (or CLI) makes of the compute worker. */
@@ -42,6 +43,8 @@ export type WorkerRequests = {
   finetune: { params: FinetuneParams; result: FinetuneResult };
   /** Magnitude-prunes a TF.js model, writes the run folder and measures before/after. */
   pruneTfjs: { params: TfjsPruneParams; result: TfjsPruneResult };
+  /** Distils a teacher into a student, writes the run folder and measures both (`whittle distill`); sends progress and `distillStep` events. */
+  distill: { params: DistillParams; result: DistillResult };
 };
 
 /** One range of one tensor whose bytes the worker can reach without a copy. */
@@ -69,7 +72,7 @@ export interface ProgressEvent extends EventMessage {
 }
 
 /** Events the worker sends to its host. */
-export type FromWorkerEvent = ProgressEvent | LayerDoneEvent | TrainStepEvent;
+export type FromWorkerEvent = ProgressEvent | LayerDoneEvent | DistillStepEvent | TrainStepEvent;
 
 /** Events the host sends to the worker: none yet. */
 export type ToWorkerEvent = never;

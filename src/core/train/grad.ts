@@ -11,9 +11,10 @@ import { int64Tensor, node as makeNode, valueInfo, type AttrValue } from '../for
 import { topologicalOrder } from '../formats/onnx/edit';
 import { inferShapes, type Dim } from '../formats/onnx/shapes';
 import { tensorShape } from '../formats/onnx/tensor';
+import { distillLoss, type DistillLossGraph, type DistillLossOptions } from './losses';
 
 /** Losses the builder can append. */
-export type LossKind = 'softmaxCrossEntropy' | 'mse';
+export type LossKind = 'softmaxCrossEntropy' | 'mse' | 'distill';
 
 /** Options for buildTrainingGraph. */
 export interface TrainingGraphOptions {
@@ -24,6 +25,8 @@ export interface TrainingGraphOptions {
   output?: string;
   /** Name of the model file, for errors. */
   file?: string;
+  /** Feature terms of the 'distill' loss (src/core/train/losses.ts). */
+  distill?: DistillLossOptions;
 }
 
 /** The training graph and the names to feed and fetch. */
@@ -43,6 +46,8 @@ export interface TrainingGraph {
   output: string;
   /** The model's data inputs (not weights, not the label). */
   dataInputs: string[];
+  /** With the 'distill' loss: its extra inputs and its parts (also graph outputs). */
+  distill?: DistillLossGraph;
 }
 
 /** Opset the training graph runs at: ScatterElements reduction='add' needs 16, axes-as-input ReduceSum 13. */
@@ -493,7 +498,7 @@ export function buildTrainingGraph(source: ModelProto, opts: TrainingGraphOption
   if (!output) throw new InputError(file, 'the model has no outputs');
   const producerOf = new Map<string, NodeProto>();
   for (const n of g.node) for (const o of n.output) producerOf.set(o, n);
-  if (opts.loss === 'softmaxCrossEntropy' && producerOf.get(output)?.opType === 'Softmax') output = producerOf.get(output)!.input[0];
+  if ((opts.loss === 'softmaxCrossEntropy' || opts.loss === 'distill') && producerOf.get(output)?.opType === 'Softmax') output = producerOf.get(output)!.input[0];
 
   const shapes = inferShapes({ ...source, graph: g } as ModelProto);
   for (const n of g.node) {
@@ -529,8 +534,20 @@ export function buildTrainingGraph(source: ModelProto, opts: TrainingGraphOption
   const label = 'whittle_label';
   const outShape = shapeOf(output);
   let loss: string;
-  let dOut: string;
-  if (opts.loss === 'softmaxCrossEntropy') {
+  let dOut = '';
+  let distill: DistillLossGraph | undefined;
+  if (opts.loss === 'distill') {
+    const emitter = {
+      emit: (op: string, inputs: string[], attrs?: Record<string, AttrValue>) => emit(op, inputs, attrs)[0],
+      ints,
+      ints0,
+      scalar: (v: number) => constTensor([], [v]),
+      input: (name: string, elemType: number, shape: Array<number | string>) => void g.input.push(valueInfo(name, elemType, shape)),
+      floatType,
+    };
+    distill = distillLoss(emitter, output, outShape, opts.distill ?? {}, file);
+    loss = distill.loss;
+  } else if (opts.loss === 'softmaxCrossEntropy') {
     const classes = outShape?.[outShape.length - 1];
     if (!outShape || outShape.length !== 2 || typeof classes !== 'number') throw new InputError(file, `softmax cross-entropy needs a [batch, classes] output; '${output}' has shape [${outShape?.join(',') ?? '?'}]`);
     g.input.push(valueInfo(label, 7, ['whittle_batch']));
@@ -562,9 +579,11 @@ export function buildTrainingGraph(source: ModelProto, opts: TrainingGraphOption
   // Which values depend on a trainable weight, and which the loss depends on.
   const needsGrad = new Set<string>(trainable);
   for (const n of g.node) if (n.input.some((i) => needsGrad.has(i))) for (const o of n.output) if (o) needsGrad.add(o);
-  const onPath = new Set<string>([output]);
+  const seeds: Array<[string, string]> = distill ? distill.seeds : [[output, dOut]];
+  const onPath = new Set<string>(seeds.map(([name]) => name));
   for (const n of [...g.node].reverse()) if (n.output.some((o) => onPath.has(o))) for (const i of n.input) if (i) onPath.add(i);
-  const grads = new Map<string, string[]>([[output, [dOut]]]);
+  const grads = new Map<string, string[]>();
+  for (const [name, seed] of seeds) grads.set(name, [...(grads.get(name) ?? []), seed]);
   const gradOf = (name: string): string => {
     const list = grads.get(name);
     if (!list?.length) return '';
@@ -651,12 +670,22 @@ export function buildTrainingGraph(source: ModelProto, opts: TrainingGraphOption
     return outName;
   });
   nodes.push(makeNode('Identity', [loss], ['whittle_loss'], {}, 'whittle_loss'));
+  const partOutputs: string[] = [];
+  if (distill) {
+    for (const part of ['ce', 'kd', 'feature'] as const) {
+      if (!distill[part]) continue;
+      const name = `whittle_loss_${part}`;
+      nodes.push(makeNode('Identity', [distill[part]], [name], {}, name));
+      partOutputs.push((distill[part] = name));
+    }
+  }
   g.node = [...g.node, ...nodes];
   g.output = [create(ValueInfoProtoSchema, { name: 'whittle_loss' }), ...gradients.map((name) => create(ValueInfoProtoSchema, { name })), create(ValueInfoProtoSchema, { name: output })];
   if (output === src.output[0]?.name) g.output[g.output.length - 1] = src.output[0];
+  if (distill) for (const part of partOutputs) g.output.push(create(ValueInfoProtoSchema, { name: part }));
   const opsetImport = source.opsetImport.map((o) => (o.domain === '' || o.domain === 'ai.onnx' ? { ...o, version: BigInt(Math.max(Number(o.version), trainingOpset)) } : o));
   const proto: ModelProto = { ...source, irVersion: source.irVersion < 8n ? 8n : source.irVersion, opsetImport, graph: g };
-  return { proto, weights: trainable, initial, gradients, loss: 'whittle_loss', label, output, dataInputs };
+  return { proto, weights: trainable, initial, gradients, loss: 'whittle_loss', label, output, dataInputs, ...(distill ? { distill } : {}) };
 }
 
 

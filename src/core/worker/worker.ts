@@ -12,6 +12,7 @@ import { runQuantize } from '../passes/quantize/run';
 import { runQuantizeTfjs } from '../passes/quantize/tfjs';
 import { runPruneTfjs } from '../passes/prune/tfjs';
 import { runFinetune } from '../train/finetune';
+import { runDistill } from '../passes/distill/run';
 import { ModelCache } from './modelCache';
 import { RpcEndpoint, type Handlers } from '../../protocol/rpc';
 import type { FromWorkerEvent, ToWorkerEvent, WorkerHostRequests, WorkerRequests } from '../../protocol/worker';
@@ -37,6 +38,13 @@ const handlers: Handlers<WorkerRequests> = {
     ),
   pruneTfjs: (params, signal) => runPruneTfjs(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   quantizeTfjs: (params, signal) => runQuantizeTfjs(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
+  distill: (params, signal) =>
+    runDistill(
+      params,
+      signal,
+      (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message }),
+      (progress) => endpoint.sendEvent({ type: 'distillStep', progress }),
+    ),
   layerHistogram: ({ file, layer, tensor, bins, range }) => layerHistogram(models.get(file), layer, tensor, bins, range),
   tensorTile: ({ file, tensor, row, col, rows, cols, stride, mode, source }) => tensorTile(models.get(file), tensor, row, col, rows, cols, stride, mode, source ? models.onnx(source) : undefined),
   quantError: ({ file, source, layer }) => {
