@@ -18,6 +18,7 @@ import type { TfjsPruneResult } from '../core/passes/prune/tfjs';
 import type { WorkerRequests } from '../protocol/worker';
 import { pruneShape, pruneWhat, type PruneOptions } from './pruneChoice';
 import { finetune, isFinetuneOptions } from './finetuneCommand';
+import { distill, isDistillOptions } from './distillCommand';
 import type { TrainingPanel } from './trainingView';
 
 export type { PruneOptions } from './pruneChoice';
@@ -45,7 +46,7 @@ export type CommandId = keyof typeof commandTitles;
 const needTrust = new Set<CommandId>(['whittle.compress', 'whittle.analyzeSensitivity', 'whittle.prune', 'whittle.quantize', 'whittle.distill', 'whittle.runRecipe', 'whittle.compare', 'whittle.finetune']);
 
 /** Commands whose feature has not landed; they say so instead of pretending. */
-const planned = new Set<CommandId>(['whittle.compress', 'whittle.distill', 'whittle.runRecipe', 'whittle.openReport']);
+const planned = new Set<CommandId>(['whittle.compress', 'whittle.runRecipe', 'whittle.openReport']);
 
 /** What the commands need from the extension. */
 export interface CommandContext {
@@ -73,7 +74,10 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
     // The Explorer passes (uri, selectedUris): only a plain options object skips the pickers.
     'whittle.prune': (uri, options) => prune(ctx, uri instanceof vscode.Uri ? uri : undefined, isPruneOptions(options) ? options : undefined),
     'whittle.quantize': (uri, options) => quantize(ctx, uri instanceof vscode.Uri ? uri : undefined, isQuantizeOptions(options) ? options : undefined),
-    'whittle.distill': () => notYet('whittle.distill'),
+    'whittle.distill': async (uri, options) => {
+      const teacher = await modelToRun('whittle.distill', uri instanceof vscode.Uri ? uri : undefined, 'the teacher model');
+      return teacher ? distill(ctx, teacher, isDistillOptions(options) ? options : undefined) : undefined;
+    },
     'whittle.runRecipe': () => notYet('whittle.runRecipe'),
     'whittle.openReport': () => notYet('whittle.openReport'),
     'whittle.finetune': async (uri, options) => {

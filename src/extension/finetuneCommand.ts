@@ -3,7 +3,7 @@ import * as vscode from 'vscode';
 import type { FinetuneParams, FinetuneResult } from '../core/train/finetune';
 import type { EpName } from '../core/runtime/ep';
 import type { Engine } from './engine';
-import { finetuneReport } from './trainingReport';
+import { finetuneReport, trainingPointOf } from './trainingReport';
 import type { TrainingPanel } from './trainingView';
 
 /** Arguments a caller (a test, another extension) can pass to skip the pickers; `data` alone is enough. */
@@ -61,7 +61,7 @@ export async function finetune(ctx: FinetuneContext, model: vscode.Uri, options?
         [vscode.l10n.t('Epochs'), String(epochs)],
       ],
     },
-    ({ token, onStep, onProgress }) => ctx.engine.job('finetune', params, token, onProgress, undefined, (e) => onStep(e.point)),
+    ({ token, onStep, onProgress }) => ctx.engine.job('finetune', params, token, onProgress, undefined, (e) => onStep(trainingPointOf(e))),
     finetuneReport,
   );
   if (!result) {
@@ -93,7 +93,7 @@ export async function pickTrainingData(title: string, purpose = vscode.l10n.t('t
 }
 
 /** The epochs pick: a few presets or a typed number. */
-async function pickEpochs(title: string): Promise<number | undefined> {
+export async function pickEpochs(title: string): Promise<number | undefined> {
   const pick = await vscode.window.showQuickPick(
     [
       ...[1, 2, 3, 5].map((n) => ({ label: String(n), detail: n === 1 ? vscode.l10n.t('one pass over the data') : vscode.l10n.t('{0} passes over the data', n), value: n })),

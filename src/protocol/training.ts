@@ -21,6 +21,8 @@ export interface TrainingPoint {
   feature?: number;
   /** Evaluation accuracy, when an evaluation ran at this step. */
   accuracy?: number;
+  /** Accuracy on the training batches of the logged interval (distillation logs it). */
+  trainAccuracy?: number;
   /** Top-1 agreement of the student with the teacher, when measured at this step. */
   agreement?: number;
 }
@@ -50,9 +52,13 @@ export interface TrainingReport {
   /** report.md beside the output, when written. */
   reportFile?: string;
   samples?: number;
+  /** Fine-tune: before and after. Distill: the teacher, the student before (its starting weights) and after. */
   accuracy: { before?: number; after?: number; teacher?: number };
+  /** Distill: before is the teacher's, after the student's. */
   sizeBytes: { before: number; after: number };
   params?: { before: number; after: number };
+  /** Distill: how the student was made and trained (shown as facts). */
+  settings?: Array<[string, string]>;
   agreement?: number;
   latencyMs?: { before: number; after: number };
   steps: number;

@@ -45,6 +45,8 @@ export type WorkerRequests = {
   pruneTfjs: { params: TfjsPruneParams; result: TfjsPruneResult };
   /** Distils a teacher into a student, writes the run folder and measures both (`whittle distill`); sends progress and `distillStep` events. */
   distill: { params: DistillParams; result: DistillResult };
+  /** The intermediate values a model computes (node outputs, in graph order), for Distill…'s feature-pair pick. */
+  valueNames: { params: { file: string }; result: Array<{ name: string; op: string }> };
 };
 
 /** One range of one tensor whose bytes the worker can reach without a copy. */

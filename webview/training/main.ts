@@ -29,6 +29,7 @@ const seriesStyle: Record<SeriesKey, { label: string; colour: string; dashed?: b
   kd: { label: 'KD (soft targets)', colour: colour('purple'), dashed: true },
   feature: { label: 'feature', colour: colour('green'), dashed: true },
   accuracy: { label: 'eval accuracy', colour: colour('green') },
+  trainAccuracy: { label: 'batch accuracy', colour: colour('green'), dashed: true },
   agreement: { label: 'teacher agreement', colour: colour('purple') },
   lr: { label: 'learning rate', colour: colour('yellow') },
   samplesPerSec: { label: 'samples/s', colour: colour('red') },
@@ -106,7 +107,7 @@ function render(): void {
       'div',
       { class: 'chart-grid' },
       chart('loss', distill ? 'Loss and its parts' : 'Training loss', ['loss', 'ce', 'kd', 'feature']),
-      chart('accuracy', distill ? 'Accuracy and agreement with the teacher' : 'Evaluation accuracy', ['accuracy', 'agreement'], [0, 1]),
+      chart('accuracy', distill ? 'Accuracy and agreement with the teacher' : 'Evaluation accuracy', ['accuracy', 'trainAccuracy', 'agreement'], [0, 1]),
       chart('lr', 'Learning rate', ['lr']),
       chart('throughput', 'Samples per second', ['samplesPerSec']),
     ),
@@ -193,15 +194,24 @@ function chart(name: string, title: string, keys: SeriesKey[], yFixed?: [number,
 /** The final report: before/after, size, output and its buttons, then the distillation diagnostics. */
 function reportSection(r: TrainingReport): HTMLElement {
   const pct = (v: number | undefined) => (v === undefined ? 'n/a' : `${(v * 100).toFixed(2)}%`);
-  const gain = r.accuracy.before !== undefined && r.accuracy.after !== undefined ? `${r.accuracy.after >= r.accuracy.before ? '+' : ''}${((r.accuracy.after - r.accuracy.before) * 100).toFixed(2)} pt` : '';
-  const rows: Array<[string, string, string, string]> = [
-    ['accuracy', pct(r.accuracy.before), pct(r.accuracy.after), gain],
-    ['size', formatBytes(r.sizeBytes.before), formatBytes(r.sizeBytes.after), `${(r.sizeBytes.after / r.sizeBytes.before).toFixed(2)}x`],
-    ...(r.params ? [['parameters', formatCount(r.params.before), formatCount(r.params.after), `${(r.params.after / Math.max(1, r.params.before)).toFixed(2)}x`] as [string, string, string, string]] : []),
-    ...(r.latencyMs ? [['latency (ms, median)', String(r.latencyMs.before), String(r.latencyMs.after), ''] as [string, string, string, string]] : []),
-  ];
-  const beforeLabel = r.kind === 'distill' ? 'teacher' : 'before';
-  const afterLabel = r.kind === 'distill' ? 'student' : 'after';
+  const distill = r.kind === 'distill';
+  const change = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined ? `${b >= a ? '+' : ''}${((b - a) * 100).toFixed(2)} pt` : '');
+  const ratio = (a: number, b: number) => `${(b / Math.max(1, a)).toFixed(2)}x`;
+  // Fine-tune: before | after | change. Distill: teacher | student at the start | distilled student | vs the teacher.
+  const head = distill ? ['teacher', 'student (start)', 'student (distilled)', 'vs teacher'] : ['before', 'after', 'change'];
+  const rows: Array<[string, ...string[]]> = distill
+    ? [
+        ['accuracy', pct(r.accuracy.teacher), pct(r.accuracy.before), pct(r.accuracy.after), change(r.accuracy.teacher, r.accuracy.after)],
+        ['size', formatBytes(r.sizeBytes.before), '', formatBytes(r.sizeBytes.after), ratio(r.sizeBytes.before, r.sizeBytes.after)],
+        ...(r.params ? [['parameters', formatCount(r.params.before), '', formatCount(r.params.after), ratio(r.params.before, r.params.after)] as [string, ...string[]]] : []),
+        ...(r.latencyMs ? [['latency (ms, median)', String(r.latencyMs.before), '', String(r.latencyMs.after), ratio(r.latencyMs.before, r.latencyMs.after)] as [string, ...string[]]] : []),
+      ]
+    : [
+        ['accuracy', pct(r.accuracy.before), pct(r.accuracy.after), change(r.accuracy.before, r.accuracy.after)],
+        ['size', formatBytes(r.sizeBytes.before), formatBytes(r.sizeBytes.after), ratio(r.sizeBytes.before, r.sizeBytes.after)],
+        ...(r.params ? [['nonzero parameters', formatCount(r.params.before), formatCount(r.params.after), ratio(r.params.before, r.params.after)] as [string, ...string[]]] : []),
+        ...(r.latencyMs ? [['latency (ms, median)', String(r.latencyMs.before), String(r.latencyMs.after), ''] as [string, ...string[]]] : []),
+      ];
   return h(
     'section',
     { id: 'training-report', 'data-kind': r.kind },
@@ -209,14 +219,15 @@ function reportSection(r: TrainingReport): HTMLElement {
     h(
       'table',
       { class: 'report-table' },
-      h('tr', {}, h('th', {}, ''), h('th', { class: 'num' }, beforeLabel), h('th', { class: 'num' }, afterLabel), h('th', { class: 'num' }, 'change')),
-      ...rows.map(([k, b, a, d]) => h('tr', { 'data-row': k }, h('th', {}, k), h('td', { class: 'num' }, b), h('td', { class: 'num' }, a), h('td', { class: 'num' }, d))),
+      h('tr', {}, h('th', {}, ''), ...head.map((c) => h('th', { class: 'num' }, c))),
+      ...rows.map(([k, ...cells]) => h('tr', { 'data-row': k }, h('th', {}, k), ...cells.map((c) => h('td', { class: 'num' }, c)))),
     ),
     h(
       'p',
       { class: 'muted' },
-      `${r.steps} steps${r.samplesPerSec ? `, ${r.samplesPerSec} samples/s` : ''}${r.samples ? `; measured on ${r.samples} samples` : ''}${r.agreement !== undefined ? `; top-1 agreement with the ${r.kind === 'distill' ? 'teacher' : 'original'} ${pct(r.agreement)}` : ''}${r.best ? `; kept the weights of step ${r.best.step} (${pct(r.best.accuracy)})` : ''}.`,
+      `${r.steps} steps${r.samplesPerSec ? `, ${r.samplesPerSec} samples/s` : ''}${r.samples ? `; measured on ${r.samples} samples` : ''}${r.agreement !== undefined ? `; top-1 agreement with the ${distill ? 'teacher' : 'original'} ${pct(r.agreement)}` : ''}${r.best ? `; kept the weights of step ${r.best.step} (${pct(r.best.accuracy)})` : ''}.`,
     ),
+    r.settings ? h('table', { class: 'facts', id: 'distill-settings' }, ...r.settings.map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', {}, v)))) : '',
     h('p', {}, 'Output: ', h('code', { id: 'training-output' }, r.output)),
     h(
       'div',

@@ -3,7 +3,7 @@ import type { TrainingPoint, TrainingReport } from '../../src/protocol/training'
 /** Pure helpers of the training chart (no DOM), shared by the panel and its unit tests. */
 
 /** The numeric fields of a point that can be plotted. */
-export type SeriesKey = 'loss' | 'ce' | 'kd' | 'feature' | 'lr' | 'samplesPerSec' | 'accuracy' | 'agreement';
+export type SeriesKey = 'loss' | 'ce' | 'kd' | 'feature' | 'lr' | 'samplesPerSec' | 'accuracy' | 'trainAccuracy' | 'agreement';
 
 /**
  * Adds a live point, keeping at most `max` points: once full, every other older point is dropped (the first and

@@ -13,6 +13,7 @@ import { runQuantizeTfjs } from '../passes/quantize/tfjs';
 import { runPruneTfjs } from '../passes/prune/tfjs';
 import { runFinetune } from '../train/finetune';
 import { runDistill } from '../passes/distill/run';
+import { nodeOutputs } from '../valueNames';
 import { ModelCache } from './modelCache';
 import { RpcEndpoint, type Handlers } from '../../protocol/rpc';
 import type { FromWorkerEvent, ToWorkerEvent, WorkerHostRequests, WorkerRequests } from '../../protocol/worker';
@@ -45,6 +46,7 @@ const handlers: Handlers<WorkerRequests> = {
       (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message }),
       (progress) => endpoint.sendEvent({ type: 'distillStep', progress }),
     ),
+  valueNames: ({ file }) => nodeOutputs(file),
   layerHistogram: ({ file, layer, tensor, bins, range }) => layerHistogram(models.get(file), layer, tensor, bins, range),
   tensorTile: ({ file, tensor, row, col, rows, cols, stride, mode, source }) => tensorTile(models.get(file), tensor, row, col, rows, cols, stride, mode, source ? models.onnx(source) : undefined),
   quantError: ({ file, source, layer }) => {
