@@ -3,7 +3,7 @@ import * as vscode from 'vscode';
 import type { DistillParams, DistillResult } from '../core/passes/distill/types';
 import type { EpName } from '../core/runtime/ep';
 import type { FinetuneContext } from './finetuneCommand';
-import { pickEpochs, pickTrainingData } from './finetuneCommand';
+import { pickEpochs, pickEvalData, pickTrainingData } from './finetuneCommand';
 import { findModels } from './modelsView';
 import { distillReport, pct, trainingPointOf } from './trainingReport';
 
@@ -43,6 +43,8 @@ export async function distill(ctx: FinetuneContext, teacher: vscode.Uri, options
   if (!data) return undefined;
   const epochs = options?.epochs ?? (await pickEpochs(title));
   if (!epochs) return undefined;
+  const evalData = options ? options.evalData : await pickEvalData(title, data);
+  if (evalData === null) return undefined;
   const temperature = options?.temperature ?? (await pickNumber(title, vscode.l10n.t('temperature'), [
     [1, vscode.l10n.t('plain softmax: the teacher\'s top class dominates')],
     [2, vscode.l10n.t('slightly softened')],
@@ -68,7 +70,7 @@ export async function distill(ctx: FinetuneContext, teacher: vscode.Uri, options
     temperature,
     alpha,
     ...(features.length ? { features } : {}),
-    ...(options?.evalData ? { evalData: options.evalData } : {}),
+    ...(evalData ? { evalData } : {}),
     ...(options?.limit ? { limit: options.limit } : {}),
     ...(options?.evalLimit ? { evalLimit: options.evalLimit } : {}),
     ...(options?.batch ? { batch: options.batch } : {}),
@@ -85,6 +87,7 @@ export async function distill(ctx: FinetuneContext, teacher: vscode.Uri, options
         [vscode.l10n.t('Student'), derived ? vscode.l10n.t('derived from the teacher, about {0}% of its parameters', Math.round(Number(derived[1]) * 100)) : student],
         [vscode.l10n.t('Data'), data],
         [vscode.l10n.t('Epochs'), String(epochs)],
+        [vscode.l10n.t('Evaluation data'), evalData ?? vscode.l10n.t('the first 1000 training samples (no held-out data)')],
         [vscode.l10n.t('Temperature, alpha'), `T = ${temperature}, alpha = ${alpha}`],
         [vscode.l10n.t('Feature pairs'), features.length ? features.join(', ') : vscode.l10n.t('none')],
       ],

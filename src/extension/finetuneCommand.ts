@@ -40,12 +40,14 @@ export async function finetune(ctx: FinetuneContext, model: vscode.Uri, options?
   if (!data) return undefined;
   const epochs = options?.epochs ?? (await pickEpochs(title));
   if (!epochs) return undefined;
+  const evalData = options ? options.evalData : await pickEvalData(title, data);
+  if (evalData === null) return undefined;
   const config = vscode.workspace.getConfiguration('whittle');
   const params: FinetuneParams = {
     model: model.fsPath,
     data,
     epochs,
-    ...(options?.evalData ? { evalData: options.evalData } : {}),
+    ...(evalData ? { evalData } : {}),
     ...(options?.lr ? { lr: options.lr } : {}),
     ...(options?.batch ? { batch: options.batch } : {}),
     ...(options?.limit ? { limit: options.limit } : {}),
@@ -59,6 +61,7 @@ export async function finetune(ctx: FinetuneContext, model: vscode.Uri, options?
         [vscode.l10n.t('Model'), model.fsPath],
         [vscode.l10n.t('Data'), data],
         [vscode.l10n.t('Epochs'), String(epochs)],
+        [vscode.l10n.t('Evaluation data'), evalData ?? vscode.l10n.t('the first 1000 training samples (no held-out data)')],
       ],
     },
     ({ token, onStep, onProgress }) => ctx.engine.job('finetune', params, token, onProgress, undefined, (e) => onStep(trainingPointOf(e))),
@@ -90,6 +93,24 @@ export async function pickTrainingData(title: string, purpose = vscode.l10n.t('t
   if (pick.value !== 'browse') return pick.value;
   const picked = await vscode.window.showOpenDialog({ canSelectFiles: true, canSelectFolders: true, canSelectMany: false, title: purpose });
   return picked?.[0]?.fsPath;
+}
+
+/**
+ * The evaluation-data pick: held-out labelled data for the before/after accuracy and the per-epoch evaluations
+ * (the best are kept), or none (the first 1000 training samples give the metrics). Null when dismissed.
+ */
+export async function pickEvalData(title: string, training: string): Promise<string | undefined | null> {
+  const found = (await vscode.workspace.findFiles('**/{*-images-idx3-ubyte,*-images-idx3-ubyte.gz,*.dataset.json}', '**/node_modules/**', 50)).filter((u) => u.fsPath !== training);
+  const items: Array<vscode.QuickPickItem & { value: string }> = [
+    { label: vscode.l10n.t('None'), detail: vscode.l10n.t('measure on the first 1000 training samples: no per-epoch evaluation, and the figures flatter the model'), value: '' },
+    ...found.map((u) => ({ label: path.basename(u.fsPath), description: vscode.workspace.asRelativePath(u), value: u.fsPath })),
+    { label: `$(folder-opened) ${vscode.l10n.t('Choose a file or folder…')}`, value: 'browse' },
+  ];
+  const pick = await vscode.window.showQuickPick(items, { title: `Whittle: ${title}: ${vscode.l10n.t('evaluation data (held out, with labels)')}` });
+  if (!pick) return null;
+  if (pick.value !== 'browse') return pick.value || undefined;
+  const picked = await vscode.window.showOpenDialog({ canSelectFiles: true, canSelectFolders: true, canSelectMany: false, title: vscode.l10n.t('Evaluation data') });
+  return picked?.[0]?.fsPath ?? null;
 }
 
 /** The epochs pick: a few presets or a typed number. */

@@ -11,6 +11,7 @@ import { sampleModelParams } from '../../src/core/samples/sampleModel';
 import type { Frame } from 'playwright-core';
 import { launchBrowser, type Browser } from './lib/browser';
 import { check, Steps } from './lib/steps';
+import { trainingTests } from './training';
 
 /**
  * `npm run test:e2e`: real VS Code (code-server) driven by Debian's Chromium.
@@ -572,6 +573,8 @@ async function uiTest(install: CodeServerInstall, workspace: string): Promise<vo
     await frame.locator('#layer-detail').evaluate((el) => el.scrollIntoView({ block: 'start' }));
     await shot(page, 'tfjs-inspector-layer');
   }), false);
+
+  await trainingTests({ page, steps, workspace, model: sampleModelName, shot, shotOnFail, explorerWhittle, answerPicks, frameWith });
 }
 
 async function integrationTests(install: CodeServerInstall, workspace: string): Promise<void> {

@@ -7,7 +7,7 @@ import { buildSampleModel } from '../../src/core/samples/sampleModel';
 import { WorkerClient } from '../../src/core/worker/client';
 import { CancelledError } from '../../src/protocol/rpc';
 import type { TrainingPoint } from '../../src/protocol/training';
-import { finetuneReport } from '../../src/extension/trainingReport';
+import { finetuneReport, trainingPointOf } from '../../src/extension/trainingReport';
 import { addPoint, finalPoints, rowShares, seriesOf, topK } from '../../webview/training/series';
 import { repoRoot, tempDir } from './helpers/paths';
 import { writeToyDigits } from './helpers/toyDigits';
@@ -31,12 +31,12 @@ describe('training chart helpers', () => {
     assert.deepEqual(seriesOf(live, 'accuracy'), []);
     assert.deepEqual(seriesOf(live, 'samplesPerSec'), [{ x: 5, y: 900 }, { x: 10, y: 1000 }]);
     const merged = finalPoints(live, {
-      kind: 'finetune', output: 'x.onnx', accuracy: {}, sizeBytes: { before: 1, after: 1 }, steps: 12, warnings: [],
+      kind: 'finetune', output: 'x.onnx', accuracy: { before: 0.3, after: 0.8 }, sizeBytes: { before: 1, after: 1 }, steps: 12, warnings: [],
       curve: [pt(6, 1.9, { lr: 0.001 }), pt(12, 1.2, { lr: 0.001 })],
       evals: [{ step: 12, accuracy: 0.8 }],
     });
-    assert.deepEqual(merged.map((p) => p.step), [5, 6, 10, 12]);
-    assert.deepEqual(seriesOf(merged, 'accuracy'), [{ x: 12, y: 0.8 }]);
+    assert.deepEqual(merged.map((p) => p.step), [0, 5, 6, 10, 12]);
+    assert.deepEqual(seriesOf(merged, 'accuracy'), [{ x: 0, y: 0.3 }, { x: 12, y: 0.8 }]);
     assert.deepEqual(seriesOf(merged, 'loss').map((p) => p.y), [2, 1.9, 1.5, 1.2]);
   });
 
@@ -45,6 +45,13 @@ describe('training chart helpers', () => {
     assert.deepEqual(topK([0.1, 0.2, 0.7], 1), [[2, 0.7]]);
     assert.deepEqual(rowShares([[3, 1], [0, 0]]), [[0.75, 0.25], [0, 0]]);
   });
+});
+
+test('a distillation step becomes a chart point with its loss parts; a fine-tune step passes through', () => {
+  const progress = { epoch: 0, step: 7, totalSteps: 40, loss: { total: 1.5, ce: 0.9, kd: 0.6 }, lr: 0.01, alpha: 0.5, temperature: 4, samplesPerSec: 800 };
+  assert.deepEqual(trainingPointOf({ type: 'distillStep', progress }), { step: 7, totalSteps: 40, epoch: 0, loss: 1.5, ce: 0.9, kd: 0.6, lr: 0.01, samplesPerSec: 800 });
+  const point = pt(3, 0.5, { lr: 0.1 });
+  assert.equal(trainingPointOf({ type: 'trainStep', point }), point);
 });
 
 describe('Fine-tune… through the worker', () => {

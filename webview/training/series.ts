@@ -30,7 +30,7 @@ export function seriesOf(points: TrainingPoint[], key: SeriesKey): Array<{ x: nu
 
 /**
  * The points to draw after a run: the live points merged by step with the report's logged curve (interval means
- * of the loss) and its evaluations (accuracy), sorted by step.
+ * of the loss), its evaluations and the accuracy before training (at step 0), sorted by step.
  */
 export function finalPoints(live: TrainingPoint[], report: TrainingReport): TrainingPoint[] {
   const byStep = new Map<number, TrainingPoint>();
@@ -38,6 +38,8 @@ export function finalPoints(live: TrainingPoint[], report: TrainingReport): Trai
     const had = byStep.get(p.step);
     byStep.set(p.step, { ...(had ?? { totalSteps: report.steps, loss: NaN }), ...p } as TrainingPoint);
   };
+  // The accuracy before training (on the same evaluation data) starts the accuracy series at step 0.
+  if (report.accuracy.before !== undefined) merge({ step: 0, accuracy: report.accuracy.before });
   for (const p of live) merge(p);
   for (const p of report.curve) merge(p);
   for (const e of report.evals) merge({ step: e.step, accuracy: e.accuracy });
