@@ -7,7 +7,8 @@ import { buildSampleModel } from '../../src/core/samples/sampleModel';
 import { WorkerClient } from '../../src/core/worker/client';
 import { CancelledError } from '../../src/protocol/rpc';
 import type { TrainingPoint } from '../../src/protocol/training';
-import { finetuneReport, trainingPointOf } from '../../src/extension/trainingReport';
+import { distillReport, finetuneReport, trainingPointOf } from '../../src/extension/trainingReport';
+import type { DistillResult } from '../../src/core/passes/distill/types';
 import { addPoint, finalPoints, rowShares, seriesOf, topK } from '../../webview/training/series';
 import { repoRoot, tempDir } from './helpers/paths';
 import { writeToyDigits } from './helpers/toyDigits';
@@ -52,6 +53,37 @@ test('a distillation step becomes a chart point with its loss parts; a fine-tune
   assert.deepEqual(trainingPointOf({ type: 'distillStep', progress }), { step: 7, totalSteps: 40, epoch: 0, loss: 1.5, ce: 0.9, kd: 0.6, lr: 0.01, samplesPerSec: 800 });
   const point = pt(3, 0.5, { lr: 0.1 });
   assert.equal(trainingPointOf({ type: 'trainStep', point }), point);
+});
+
+test('a distillation result maps to the panel report: teacher/student columns, logged parts, diagnostics', () => {
+  const steps = [1, 2].map((step) => ({ step, epoch: 0, loss: { total: 2 / step, ce: 1 / step, kd: 1 / step, feature: 0.1 }, lr: 0.01, alpha: 0.5, accuracy: 0.5 * step, agreement: 0.4 * step }));
+  const r = {
+    output: '/m.whittle/distill-1/student.onnx', report: '/m.whittle/distill-1/report.json', recipe: '', data: 'd', ep: 'cpu', warnings: ['w'], sparsity: 0,
+    sizeBytes: { before: 1000, after: 400 }, params: { before: 250, after: 100 }, latencyMs: { before: 2, after: 1 },
+    metrics: { before: { samples: 10, accuracy: 0.9 }, after: { samples: 10, accuracy: 0.85 }, top1Agreement: 0.88, studentBefore: { samples: 10, accuracy: 0.2 } },
+    distill: {
+      teacher: '/m.onnx', student: 'derive:0.4', derived: { ratio: 0.4, paramFraction: 0.4, channelsKept: 8 }, temperature: 4, alpha: 0.5, alphaEnd: 0.5, alphaSchedule: 'constant',
+      features: [{ teacher: 'relu2', student: 'relu2', loss: 'mse', projection: [8, 16] }], featureWeight: 1, hasLabels: true, epochs: 1, batch: 64, lr: 0.01, optimizer: 'adam',
+      steps: 2, samplesPerSec: 500, evals: [{ step: 2, accuracy: 0.85 }], cache: { dir: '/c', hits: 1, misses: 2, bytes: 3 },
+    },
+    diagnostics: {
+      steps,
+      confusion: { classes: 2, samples: 10, matrix: [[5, 1], [0, 4]] },
+      similarity: { metric: 'cka', teacher: ['a', 'b'], student: ['c'], matrix: [[0.9], [0.3]], samples: 10 },
+      softLabels: [{ sample: 0, label: 1, teacher: [0.47, 0.53], student: [0.45, 0.55] }],
+    },
+  } satisfies DistillResult;
+  const rep = distillReport(r);
+  assert.equal(rep.kind, 'distill');
+  assert.equal(rep.reportFile, '/m.whittle/distill-1/report.md');
+  assert.deepEqual(rep.accuracy, { teacher: 0.9, before: 0.2, after: 0.85 });
+  assert.deepEqual(rep.curve.map((c) => [c.step, c.loss, c.ce, c.kd, c.feature, c.trainAccuracy, c.agreement]), steps.map((s) => [s.step, s.loss.total, s.loss.ce, s.loss.kd, s.loss.feature, s.accuracy, s.agreement]));
+  assert.deepEqual(rep.diagnostics?.confusion, [[5, 1], [0, 4]]);
+  assert.deepEqual(rep.diagnostics?.classes, ['0', '1']);
+  assert.deepEqual(rep.diagnostics?.layerSimilarity, { metric: 'CKA', teacher: ['a', 'b'], student: ['c'], values: [[0.9], [0.3]] });
+  assert.deepEqual(rep.diagnostics?.softLabels, r.diagnostics.softLabels);
+  assert.match(rep.settings!.find(([k]) => k === 'feature pairs')![1], /relu2 → relu2 \(mse, projected 8→16\)/);
+  assert.match(rep.settings!.find(([k]) => k === 'student')![1], /ratio 0.4, 40.0% of its parameters/);
 });
 
 describe('Fine-tune… through the worker', () => {
