@@ -18,6 +18,8 @@ import { flagSpecs, parseParams } from '../core/passes/pass';
 import { prunePass, type PruneOptions } from '../core/passes/prune/unstructured';
 import type { PruneResult } from '../core/passes/run';
 import type { FinetuneResult } from '../core/train/finetune';
+import { distillParams } from '../core/passes/distill/params';
+import type { DistillParams, DistillResult } from '../core/passes/distill/types';
 import { normalizeQuantizeOptions, quantizePass } from '../core/passes/quantize/index';
 import type { QuantizeOptions } from '../core/passes/quantize/params';
 import type { QuantizeResult } from '../core/passes/quantize/run';
@@ -235,7 +237,39 @@ const commands: Record<string, Command> = {
       });
     },
   },
-  distill: { usage: 'distill --teacher T --student S|derive:RATIO --data D', summary: 'knowledge distillation' },
+  distill: {
+    usage: 'distill --teacher T --student S|derive:RATIO --data D [--eval-data D2] [--epochs E] [--temperature 4] [--alpha 0.5] [--features T:S,...] [--feature-loss mse|cosine|attention]',
+    summary: "knowledge distillation: train a student (a model, or derive:RATIO, the teacher's width pruned to RATIO of its parameters) on a frozen teacher's soft targets and paired features",
+    flags: [
+      { name: 'teacher', value: 'MODEL', help: 'the frozen teacher (.onnx)' },
+      { name: 'student', value: 'S', help: "the student (.onnx), or derive:RATIO (e.g. derive:0.25: the teacher's channels structured-pruned to about 25% of its parameters)" },
+      { name: 'eval-data', value: 'SPEC', help: 'held-out data for the metrics, the best checkpoint and the diagnostics (default: the first 1000 samples of --data, with a warning)' },
+      { name: 'eval-limit', value: 'N', help: 'cap on evaluation samples' },
+      { name: 'cache-dir', value: 'DIR', help: "teacher-output cache folder (default: distill-cache beside the run folder)" },
+      { name: 'threads', value: 'N', help: 'onnxruntime intra-op threads (default: cores - 1)' },
+      ...flagSpecs(distillParams),
+    ],
+    run: ({ flags }) => {
+      if (flags.teacher === undefined) throw new InputError(undefined, 'distill needs --teacher MODEL');
+      if (flags.student === undefined) throw new InputError(undefined, 'distill needs --student MODEL or --student derive:RATIO');
+      if (flags.data === undefined) throw new InputError(undefined, 'distill needs --data D (training data; labels optional)');
+      const parsed = parseParams<Record<string, unknown>>(distillParams, flags);
+      return inWorker('distill', {
+        ...(parsed as Partial<DistillParams>),
+        teacher: String(flags.teacher),
+        student: String(flags.student),
+        data: String(flags.data),
+        evalData: flags['eval-data'] as string | undefined,
+        evalLimit: intFlag(flags, 'eval-limit'),
+        cacheDir: flags['cache-dir'] as string | undefined,
+        threads: intFlag(flags, 'threads'),
+        out: flags.out as string | undefined,
+        ep: (flags.ep as EpName | undefined) ?? 'auto',
+        limit: intFlag(flags, 'limit'),
+        seed: intFlag(flags, 'seed'),
+      });
+    },
+  },
   run: { usage: 'run <recipe.whittle.json>', summary: 'run a recipe headless' },
 };
 
@@ -563,6 +597,19 @@ function formatFinetune(r: FinetuneResult): string {
   ].join('\n');
 }
 
+/** The distillation result in a few lines. */
+function formatDistill(r: DistillResult): string {
+  const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${(x * 100).toFixed(2)}%`);
+  const d = r.distill;
+  return [
+    `${r.output}`,
+    `  teacher ${r.params.before} params, accuracy ${pct(r.metrics.before.accuracy)}; student ${r.params.after} params, accuracy ${pct(r.metrics.studentBefore?.accuracy)} -> ${pct(r.metrics.after.accuracy)}, top-1 agreement ${pct(r.metrics.top1Agreement)}`,
+    `  T ${d.temperature}, alpha ${d.alpha}, ${d.features.length} feature pair(s); ${d.steps} steps, ${d.samplesPerSec} samples/s; teacher cache ${d.cache.hits} hits / ${d.cache.misses} misses`,
+    `  latency ${r.latencyMs.before} -> ${r.latencyMs.after} ms; report ${r.report}`,
+    ...r.warnings.map((w) => `  warning: ${w}`),
+  ].join('\n');
+}
+
 /** Runs the CLI; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
@@ -595,6 +642,7 @@ export async function main(argv: string[]): Promise<number> {
     else if (name === 'quantize' && (result as TfjsQuantizeResult).format === 'tfjs') process.stdout.write(formatQuantizeTfjs(result as TfjsQuantizeResult) + '\n');
     else if (name === 'quantize') process.stdout.write(formatQuantize(result as QuantizeResult) + '\n');
     else if (name === 'finetune') process.stdout.write(formatFinetune(result as FinetuneResult) + '\n');
+    else if (name === 'distill') process.stdout.write(formatDistill(result as DistillResult) + '\n');
     else process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     return 0;
   } catch (err) {

@@ -57,7 +57,7 @@ describe('whittle CLI', () => {
     ['an unknown option', ['inspect', 'x.onnx', '--frobnicate'], 1, /^whittle: unknown option --frobnicate/],
     ['a bad --ep value', ['inspect', 'x.onnx', '--ep', 'tpu'], 1, /^whittle: option --ep must be one of auto, cpu, cuda, webgpu, dml, coreml, not 'tpu'$/],
     ['an unknown command', ['frob'], 1, /^whittle: unknown command 'frob'/],
-    ['a command that has not landed', ['distill', '--teacher', 'x.onnx'], 2, /^whittle: The 'distill' command is not available yet in this version of Whittle$/],
+    ['distill without --student', ['distill', '--teacher', 'x.onnx', '--data', 'random'], 1, /^whittle: distill needs --student MODEL or --student derive:RATIO$/],
     ['int4 outside weight-only', ['quantize', 'x.onnx', '--mode', 'static', '--bits', '4'], 1, /^whittle: --bits 4 is for --mode weight-only; --mode static quantizes to 8 bits$/],
     ['a bad calibration method', ['quantize', 'x.onnx', '--calibration', 'guess'], 1, /^whittle: option --calibration must be one of minmax, percentile, entropy, mse, not 'guess'$/],
     ['a planned command', ['run', 'x.whittle.json'], 2, /^whittle: The 'run' command is not available yet in this version of Whittle$/],

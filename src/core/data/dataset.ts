@@ -108,7 +108,7 @@ async function* batches(source: SampleSource, picked: number[], batchSize: numbe
       inputs[input.name] = stack(samples, input, indices);
     }
     for (const c of source.constants ?? []) inputs[c.name] = c.tensor;
-    const batch: Batch = { count: indices.length, start, inputs };
+    const batch: Batch = { count: indices.length, start, inputs, indices };
     if (source.labels) batch.labels = Int32Array.from(indices, (i) => source.labels![i]);
     yield batch;
   }

@@ -22,6 +22,8 @@ export interface Batch {
   count: number;
   /** Index of the first sample in dataset order (after shuffling and limiting). */
   start: number;
+  /** Each sample's index in the source's own order (before shuffling): a stable key for caches. */
+  indices?: number[];
   inputs: Record<string, HostTensor>;
   /** Class labels, when the dataset has them. */
   labels?: Int32Array;

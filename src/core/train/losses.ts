@@ -28,7 +28,7 @@ export interface FeatureTerm {
   /** Shape of the teacher value without the batch axis (equal to the student value's). */
   shape: number[];
   kind: 'mse' | 'cosine';
-  /** Multiplier of the term (default 1). */
+  /** Multiplier of the term (default 1). 'mse' is relative: Σ(s − t)²/Σt² over the batch. */
   weight?: number;
 }
 
@@ -98,11 +98,12 @@ export function distillLoss(e: LossEmitter, logits: string, logitShape: Dim[] | 
     const w = e.scalar(term.weight ?? 1);
     const s = term.student;
     if (term.kind === 'mse') {
-      // w·mean((s − t)²); d/ds = 2w(s − t)/size.
+      // w·Σ(s − t)²/Σt²: the MSE relative to the teacher feature's mean square, so the term does not depend on the
+      // scale of the activations (mnist-8's run in the hundreds); d/ds = 2w(s − t)/Σt².
       const diff = e.emit('Sub', [s, t]);
-      const size = e.emit('Cast', [e.emit('Size', [t])], { to: f });
-      featureParts.push(e.emit('Div', [e.emit('Mul', [w, sumAll(e.emit('Mul', [diff, diff]))]), size]));
-      seeds.push([s, e.emit('Div', [e.emit('Mul', [e.emit('Mul', [w, e.scalar(2)]), diff]), size])]);
+      const energy = e.emit('Add', [sumAll(e.emit('Mul', [t, t])), e.scalar(1e-12)]);
+      featureParts.push(e.emit('Div', [e.emit('Mul', [w, sumAll(e.emit('Mul', [diff, diff]))]), energy]));
+      seeds.push([s, e.emit('Div', [e.emit('Mul', [e.emit('Mul', [w, e.scalar(2)]), diff]), energy])]);
     } else {
       // w·mean_n(1 − cos(s_n, t_n)); d/ds_n = −(w/N)·(t_n/(|s_n||t_n|) − cos_n·s_n/|s_n|²).
       const sf = e.emit('Flatten', [s], { axis: 1 });

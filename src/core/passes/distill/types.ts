@@ -49,6 +49,8 @@ export interface DistillParams {
   featureWeight?: number;
   /** Exponent p of the attention maps (mean over channels of |F|^p; default 2). */
   attentionP?: number;
+  /** The student's starting weights: its own (the pruned teacher's with derive:), or seeded random ones (default keep). */
+  studentInit?: 'keep' | 'random';
   /** Teacher-output cache folder (default: beside the run folder in the teacher's .whittle folder). */
   cacheDir?: string;
   /** Cap on the cache's size on disk in MiB (default 512). */
