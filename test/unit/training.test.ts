@@ -120,6 +120,31 @@ describe('Fine-tune… through the worker', () => {
     }
   });
 
+  test('Distill… (a derived student) streams distillStep events, and its result maps to a report with diagnostics', async () => {
+    const teacher = path.join(dir, 'teacher', 'sample.onnx');
+    fs.mkdirSync(path.dirname(teacher), { recursive: true });
+    fs.copyFileSync(model, teacher);
+    const points: TrainingPoint[] = [];
+    const client = new WorkerClient(workerFile, (e) => {
+      if (e.type === 'distillStep') points.push(trainingPointOf(e));
+    });
+    try {
+      const r = await client.request('distill', { teacher, student: 'derive:0.5', data, evalData: data + '#:200', epochs: 1, batch: 16, limit: 256, evalLimit: 200, features: ['relu2:relu2'], threads: 1, ep: 'cpu', seed: 1 });
+      assert.ok(points.length >= 1, 'no distillStep event');
+      for (const p of points) assert.ok(p.totalSteps === 16 && Number.isFinite(p.loss) && p.kd! >= 0 && p.feature !== undefined && p.ce !== undefined, JSON.stringify(p));
+      const rep = distillReport(r);
+      assert.ok(fs.existsSync(rep.output) && fs.existsSync(rep.reportFile!));
+      assert.ok(rep.params!.after < rep.params!.before, `student ${rep.params!.after} vs teacher ${rep.params!.before} parameters`);
+      assert.equal(rep.diagnostics!.confusion!.length, 10);
+      assert.equal(rep.diagnostics!.confusion!.flat().reduce((a, b) => a + b, 0), r.diagnostics.confusion.samples);
+      assert.ok(rep.diagnostics!.softLabels!.length > 0 && rep.diagnostics!.softLabels!.every((s) => s.teacher.length === 10 && Math.abs(s.student.reduce((a, b) => a + b, 0) - 1) < 1e-4));
+      assert.ok(rep.curve.length >= 2 && rep.curve.every((c) => c.kd !== undefined && c.agreement !== undefined));
+      if (rep.diagnostics!.layerSimilarity) assert.ok(rep.diagnostics!.layerSimilarity.values.flat().every((v) => v >= -1e-6 && v <= 1 + 1e-6));
+    } finally {
+      client.dispose();
+    }
+  });
+
   test('cancelling after the first step rejects at once and leaves no run folder', async () => {
     const copy = path.join(dir, 'cancel', 'sample.onnx');
     fs.mkdirSync(path.dirname(copy), { recursive: true });
