@@ -60,10 +60,15 @@ export class TrainingPanel extends Disposable {
       const result = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Whittle: ${info.title}`, cancellable: true }, (progress, token) => {
         const sub = token.onCancellationRequested(() => cancel.cancel());
         let last = 0;
+        // A cancelled job's worker drains after the request has been rejected, and may still report a step.
+        const live = () => !cancel.token.isCancellationRequested && this.cancel === cancel;
         return job({
           token: cancel.token,
-          onStep: (point) => this.send({ type: 'step', point }),
+          onStep: (point) => {
+            if (live()) this.send({ type: 'step', point });
+          },
           onProgress: (fraction, message) => {
+            if (!live()) return;
             const now = fraction === undefined ? last : Math.round(fraction * 100);
             progress.report({ message, increment: now - last });
             last = now;

@@ -19,6 +19,8 @@ export interface TrainingE2e {
 }
 
 const toyFolder = 'toy-digits';
+/** The fine-tuned sample model, copied beside it as the distillation's teacher. */
+const teacherName = 'teacher-finetuned.onnx';
 
 /** Run folders of one command beside the model (`<model>.whittle/<command>-*`). */
 function runFolders(workspace: string, model: string, command: string): string[] {
@@ -66,13 +68,17 @@ export async function trainingTests(t: TrainingE2e): Promise<void> {
     await frame.locator('#training-status[data-state="stopped"]').waitFor({ timeout: 5_000 });
     const ms = Date.now() - t0;
     const text = (await frame.locator('#training-status').textContent()) ?? '';
+    const inPage = Number(await frame.locator('#training-status').getAttribute('data-cancel-ms'));
     check(/Cancelled/.test(text), `status after Cancel: '${text}'`);
-    check(ms < 1000, `the panel was ready ${ms} ms after Cancel`);
+    // The budget is on the webview's own clock (click event to the Cancelled state, through the host and the
+    // worker); Playwright's figure adds its click checks and polling, so it gets a looser sanity bound.
+    check(inPage < 1000, `the panel was ready ${inPage} ms after the Cancel click`);
+    check(ms < 2000, `the panel was ready ${ms} ms after Cancel as Playwright sees it`);
     // The worker drains before it ends: give it a moment, then no new run folder may be there.
     await page.waitForTimeout(3000);
     const after = runFolders(workspace, model, 'finetune');
     check(after.length === before.length, `run folders after cancel: ${JSON.stringify(after)} (before: ${JSON.stringify(before)})`);
-    steps.log(`cancelled: panel ready ${ms} ms after the click; run folders ${JSON.stringify(after)}`);
+    steps.log(`cancelled: panel ready ${inPage} ms after the click in the webview (${ms} ms as Playwright sees it); run folders ${JSON.stringify(after)}`);
   }), false);
 
   await steps.step('Fine-tune… (1 epoch on toy digits) ends with the report: before/after accuracy, size, output, Open in Inspector', t.shotOnFail(page, 'finetune-failed', async () => {
@@ -96,6 +102,8 @@ export async function trainingTests(t: TrainingE2e): Promise<void> {
     await frame.locator('#open-inspector').click();
     await t.frameWith(page, `#model-file:has-text("${path.basename(path.dirname(output))}")`, 60_000);
     fs.copyFileSync(path.join(results, 'finetune-report.png'), path.join(repoRoot, 'docs', 'training-finetune.png'));
+    // The fine-tuned model becomes the distillation's teacher (a trained teacher has soft labels worth matching).
+    fs.copyFileSync(output, path.join(workspace, teacherName));
     // Room for the next run's panel: close the editors (the inspector and the panel).
     await page.keyboard.press('Control+Shift+P');
     await page.locator('.quick-input-widget input').fill('>View: Close All Editors');
@@ -103,8 +111,12 @@ export async function trainingTests(t: TrainingE2e): Promise<void> {
     await page.keyboard.press('Enter');
   }), false);
 
-  await steps.step('Distill… (teacher: the sample model, student derived at 50%) ends with the report, confusion and similarity heatmaps and soft-label bars', t.shotOnFail(page, 'distill-failed', async () => {
-    await t.explorerWhittle(page, model, 'Distill…', 'student');
+  await steps.step('Distill… (teacher: the fine-tuned sample model, student derived at 50%) ends with the report, confusion and similarity heatmaps and soft-label bars', t.shotOnFail(page, 'distill-failed', async () => {
+    const teacher = fs.existsSync(path.join(workspace, teacherName)) ? teacherName : model;
+    steps.log(`teacher: ${teacher}`);
+    // A file written behind the Explorer's back shows once its watcher reports it: wait for it before the menu.
+    await page.getByRole('treeitem', { name: new RegExp(`^${teacher.replace('.', '\\.')}`) }).first().waitFor({ timeout: 30_000 });
+    await t.explorerWhittle(page, teacher, 'Distill…', 'student');
     await t.answerPicks(page, [['student', 'Derive from the teacher: 50%'], ['training data', 'toy-train.dataset'], ['epochs', '1'], ['evaluation data', 'toy-test.dataset'], ['temperature', '4'], ['alpha', '0.5']]);
     // The feature pick is a multi-select: tick relu2 (a derived student keeps the teacher's names), then accept.
     const title = page.locator('.quick-input-widget .quick-input-title', { hasText: 'feature pairs' });

@@ -21,6 +21,9 @@ let running = false;
 let status = '';
 let statusClass = 'muted';
 let report: TrainingReport | undefined;
+/** When Cancel was clicked (performance.now), to measure how soon the panel is ready again. */
+let cancelClickedAt: number | undefined;
+let cancelMs: number | undefined;
 
 const colour = (c: string) => `var(--vscode-charts-${c})`;
 const seriesStyle: Record<SeriesKey, { label: string; colour: string; dashed?: boolean }> = {
@@ -42,16 +45,21 @@ const rpc = connect<TrainingRequests, TrainingRequests, FromTrainingEvent, ToTra
       points = [];
       report = undefined;
       running = true;
+      cancelClickedAt = undefined;
+      cancelMs = undefined;
       status = 'Starting…';
       statusClass = 'muted';
       render();
       break;
     case 'step':
+      // A step that arrives after the end (a cancelled worker draining) changes nothing.
+      if (!running) return;
       points = addPoint(points, event.point);
       status = `Step ${event.point.step} of ${event.point.totalSteps}${event.point.epoch !== undefined ? ` · epoch ${event.point.epoch + 1}` : ''}`;
       render();
       break;
     case 'runProgress':
+      if (!running) return;
       status = `${event.fraction !== undefined ? `${Math.round(event.fraction * 100)}% · ` : ''}${event.message}`;
       updateStatus();
       break;
@@ -63,6 +71,7 @@ const rpc = connect<TrainingRequests, TrainingRequests, FromTrainingEvent, ToTra
         status = 'Done.';
         statusClass = 'muted';
       } else if (event.cancelled) {
+        if (cancelClickedAt !== undefined) cancelMs = Math.round(performance.now() - cancelClickedAt);
         status = 'Cancelled: no output was written.';
         statusClass = 'warning';
       } else {
@@ -99,8 +108,16 @@ function render(): void {
     h(
       'div',
       { class: 'toolbar' },
-      running ? h('vscode-button', { id: 'training-cancel', onclick: () => rpc.sendEvent({ type: 'cancel' }) }, 'Cancel') : null,
-      h('div', { id: 'training-status', class: `progress-line ${statusClass}`, 'data-state': running ? 'running' : report ? 'done' : 'stopped' }, status),
+      running
+        ? h('vscode-button', {
+            id: 'training-cancel',
+            onclick: () => {
+              cancelClickedAt = performance.now();
+              rpc.sendEvent({ type: 'cancel' });
+            },
+          }, 'Cancel')
+        : null,
+      h('div', { id: 'training-status', class: `progress-line ${statusClass}`, 'data-state': running ? 'running' : report ? 'done' : 'stopped', 'data-cancel-ms': cancelMs }, status),
     ),
     liveCards(),
     h(
@@ -271,10 +288,10 @@ function diagnosticsSection(d: TrainingDiagnostics): HTMLElement {
 }
 
 /** A small matrix as an SVG grid of cells coloured by value in [0, 1], with the value printed when it fits. */
-function matrixHeatmap(id: string, values: number[][], rows: string[], cols: string[], rowTitle: string, colTitle: string, tip: (i: number, j: number) => string): SVGSVGElement {
+function matrixHeatmap(id: string, values: number[][], rows: string[], cols: string[], rowTitle: string, colTitle: string, tip: (i: number, j: number) => string): HTMLElement {
   const cell = Math.max(16, Math.min(34, Math.floor(320 / Math.max(rows.length, cols.length, 1))));
   const label = (s: string) => (s.length > 14 ? `…${s.slice(-13)}` : s);
-  const m = { l: Math.min(100, 12 + 6 * Math.max(...rows.map((r) => label(r).length), 1)), t: 16, b: Math.min(100, 20 + 6 * Math.max(...cols.map((c) => label(c).length), 1)), r: 8 };
+  const m = { l: Math.min(100, 12 + 6 * Math.max(...rows.map((r) => label(r).length), 1)), t: 4, b: Math.min(100, 20 + 6 * Math.max(...cols.map((c) => label(c).length), 1)), r: 8 };
   const width = m.l + cols.length * cell + m.r;
   const height = m.t + rows.length * cell + m.b;
   const x = scaleBand<number>().domain(cols.map((_, j) => j)).range([m.l, m.l + cols.length * cell]);
@@ -309,13 +326,13 @@ function matrixHeatmap(id: string, values: number[][], rows: string[], cols: str
     .attr('transform', (_, j) => `translate(${x(j)! + cell / 2 + 4},${m.t + rows.length * cell + 4}) rotate(-90)`)
     .attr('text-anchor', 'end')
     .text(label);
-  svg.append('text').attr('class', 'readout').attr('x', m.l).attr('y', 11).text(`rows: ${rowTitle} · columns: ${colTitle}`);
-  return svg.node()!;
+  return h('div', {}, h('div', { class: 'muted matrix-note' }, `rows: ${rowTitle} · columns: ${colTitle}`), svg.node()!);
 }
 
 /** Teacher vs student probabilities, side by side per class, for a few samples; the top two are spelled out. */
 function softLabels(samples: NonNullable<TrainingDiagnostics['softLabels']>): HTMLElement {
-  const fmt = (p: number[]) => `[${topK(p, 2).map(([, v]) => v.toFixed(2)).join(', ')}]`;
+  // The two most likely classes, as the article's [0.53, 0.47] example: probability (class).
+  const fmt = (p: number[]) => `[${topK(p, 2).map(([c, v]) => `${v.toFixed(2)} (${c})`).join(', ')}]`;
   return h(
     'section',
     { id: 'soft-labels' },
@@ -333,7 +350,7 @@ function softLabels(samples: NonNullable<TrainingDiagnostics['softLabels']>): HT
         const classes = s.teacher.length;
         const width = 240;
         const height = 110;
-        const m = { l: 28, r: 4, t: 6, b: 18 };
+        const m = { l: 38, r: 4, t: 8, b: 18 };
         const x = scaleBand<number>().domain([...Array(classes).keys()]).range([m.l, width - m.r]).padding(0.15);
         const y = scaleLinear().domain([0, 1]).range([height - m.b, m.t]);
         const svg = select(document.createElementNS('http://www.w3.org/2000/svg', 'svg')).attr('class', 'soft-label').attr('width', width).attr('height', height).attr('data-sample', s.sample);
