@@ -169,4 +169,30 @@ describe('Fine-tune… through the worker', () => {
     while (Date.now() < deadline && fs.existsSync(runs) && fs.readdirSync(runs).length) await new Promise((r) => setTimeout(r, 100));
     assert.deepEqual(fs.existsSync(runs) ? fs.readdirSync(runs) : [], []);
   });
+
+  test('cancelling Distill… after its first step rejects at once and leaves no run folder', async () => {
+    const teacher = path.join(dir, 'cancel-distill', 'sample.onnx');
+    fs.mkdirSync(path.dirname(teacher), { recursive: true });
+    fs.copyFileSync(model, teacher);
+    const controller = new AbortController();
+    let cancelledAt = 0;
+    const client = new WorkerClient(workerFile, (e) => {
+      if (e.type === 'distillStep' && !controller.signal.aborted) {
+        cancelledAt = Date.now();
+        controller.abort();
+      }
+    });
+    try {
+      await assert.rejects(client.request('distill', { teacher, student: 'derive:0.5', data, evalData: data + '#:100', epochs: 50, batch: 16, threads: 1, ep: 'cpu' }, controller.signal), CancelledError);
+      assert.ok(cancelledAt > 0 && Date.now() - cancelledAt < 1000, `rejected ${Date.now() - cancelledAt} ms after the cancel`);
+    } finally {
+      client.dispose();
+    }
+    // The teacher-output cache (distill-cache) stays by design; run folders are distill-<stamp>.
+    const runs = path.join(path.dirname(teacher), 'sample.whittle');
+    const deadline = Date.now() + 10_000;
+    const left = () => (fs.existsSync(runs) ? fs.readdirSync(runs).filter((d) => /^distill-\d/.test(d)) : []);
+    while (Date.now() < deadline && left().length) await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(left(), []);
+  });
 });
