@@ -3,11 +3,13 @@
 // of the same architecture and differs only in its loss. Runs, with equal data, epochs, batches and steps:
 //  - scratch: hard labels only (alpha 1);
 //  - logits: alpha·CE + (1 − alpha)·T²·KL at temperature T;
-//  - logits+features: the same plus an MSE term between teacher and student ReLU feature maps (a learned 1x1
-//    projection matches the channel counts);
+//  - logits + features (MSE): the same plus the relative MSE between teacher and student ReLU feature maps (a
+//    learned 1x1 projection matches the channel counts);
+//  - logits + features (attention): the same with attention transfer (normalised channel-mean |F|^2 maps);
 //  - prune-then-distill (Minitron-style): the derived student keeps the pruned teacher's weights, logits KD.
 // Evaluated on the whole MNIST t10k set (10000 images). All runs share one teacher-output cache.
 // Usage: node out/bench/distillMnist.js [--limit 10000] [--epochs 2] [--temperature 4] [--alpha 0.5] [--lr 0.003]
+//   [--features T:S,...] [--feature-weight 1] [--ratio 0.25] [--seed 1]
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -30,6 +32,7 @@ const lr = Number(arg('lr', '0.003'));
 const ratio = Number(arg('ratio', '0.25'));
 const seed = Number(arg('seed', '1'));
 const features = arg('features', 'ReLU114_Output_0:ReLU114_Output_0');
+const featureWeight = Number(arg('feature-weight', '1'));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'whittle-distill-bench-'));
 
 async function main(): Promise<void> {
@@ -38,7 +41,8 @@ async function main(): Promise<void> {
   const runs: Array<[string, DistillParams]> = [
     ['scratch (hard labels)', { ...common, alpha: 1 }],
     ['distilled: logits', { ...common, alpha }],
-    ['distilled: logits + features', { ...common, alpha, features: features.split(',') }],
+    ['distilled: logits + features (mse)', { ...common, alpha, features: features.split(','), featureLoss: 'mse', featureWeight }],
+    ['distilled: logits + features (attention)', { ...common, alpha, features: features.split(','), featureLoss: 'attention', featureWeight }],
     ['prune-then-distill: logits', { ...common, alpha, studentInit: 'keep' }],
   ];
   const rows = [];
@@ -60,7 +64,7 @@ async function main(): Promise<void> {
     process.stderr.write(`${name}: ${(acc * 100).toFixed(2)}% (${rows.at(-1)!.testErrors} errors), ${rows.at(-1)!.seconds} s\n`);
   }
   const teacherAcc = (await runDistill({ ...runs[0][1], epochs: 1, limit: 64, out: path.join(tmp, 'teacher-probe') })).metrics.before;
-  console.log(JSON.stringify({ teacher: { file: 'onnx-mnist-8/mnist.onnx', ...teacherAcc }, trainSamples: limit, epochs, batch: 64, lr, optimizer: 'adam', temperature, alpha, features, ratio, seed, testSamples: 10000, rows }, null, 2));
+  console.log(JSON.stringify({ teacher: { file: 'onnx-mnist-8/mnist.onnx', ...teacherAcc }, trainSamples: limit, epochs, batch: 64, lr, optimizer: 'adam', temperature, alpha, features, featureWeight, ratio, seed, testSamples: 10000, rows }, null, 2));
   fs.rmSync(tmp, { recursive: true, force: true });
 }
 

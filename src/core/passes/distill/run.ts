@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../../atomicWrite';
+import { CancelledError } from '../../../protocol/rpc';
 import { InputError } from '../../errors';
 import { replaceTensorData } from '../../formats/onnx/edit';
 import { OnnxModel } from '../../formats/onnx/model';
@@ -204,6 +205,8 @@ export async function runDistill(p: DistillParams, signal?: AbortSignal, progres
       return res;
     } catch (err) {
       if (created) fs.rmSync(dir, { recursive: true, force: true });
+      // The data layer stops with the signal's AbortError; callers expect the protocol's CancelledError.
+      if (signal?.aborted && !(err instanceof CancelledError)) throw new CancelledError();
       throw err;
     }
   } finally {
