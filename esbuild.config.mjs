@@ -32,7 +32,7 @@ const builds = [
     format: 'iife',
     sourcemap: !production,
     minify: production,
-    entryPoints: { inspector: 'webview/inspector/main.ts', sensitivity: 'webview/sensitivity/main.ts', compress: 'webview/compress/main.ts' },
+    entryPoints: { inspector: 'webview/inspector/main.ts', sensitivity: 'webview/sensitivity/main.ts', compress: 'webview/compress/main.ts', training: 'webview/training/main.ts' },
     outdir: 'dist/webview',
     loader: { '.css': 'text' },
     logLevel: 'warning',

@@ -21,6 +21,9 @@ import { pruneShape, pruneWhat, type PruneOptions } from './pruneChoice';
 import { openCompressWizard, runRecipeCommand } from './compress';
 import { openReportCommand } from './recipeLens';
 import { compareModelsReport } from './reportView';
+import { finetune, isFinetuneOptions } from './finetuneCommand';
+import { distill, isDistillOptions } from './distillCommand';
+import type { TrainingPanel } from './trainingView';
 
 export type { PruneOptions } from './pruneChoice';
 
@@ -37,16 +40,17 @@ export const commandTitles = {
   'whittle.selectExecutionProvider': 'Select Execution Provider',
   'whittle.openReport': 'Open Report',
   'whittle.refreshModels': 'Refresh Models',
+  'whittle.finetune': 'Fine-tune…',
 } as const;
 
 /** A command id. */
 export type CommandId = keyof typeof commandTitles;
 
 /** Commands that run models, and so need a trusted workspace. */
-const needTrust = new Set<CommandId>(['whittle.compress', 'whittle.analyzeSensitivity', 'whittle.prune', 'whittle.quantize', 'whittle.distill', 'whittle.runRecipe', 'whittle.compare']);
+const needTrust = new Set<CommandId>(['whittle.compress', 'whittle.analyzeSensitivity', 'whittle.prune', 'whittle.quantize', 'whittle.distill', 'whittle.runRecipe', 'whittle.compare', 'whittle.finetune']);
 
 /** Commands whose feature has not landed; they say so instead of pretending. */
-const planned = new Set<CommandId>(['whittle.distill']);
+const planned = new Set<CommandId>([]);
 
 /** What the commands need from the extension. */
 export interface CommandContext {
@@ -55,6 +59,7 @@ export interface CommandContext {
   status: ExecutionProviderStatus;
   sensitivity: SensitivityView;
   extensionUri: vscode.Uri;
+  training: TrainingPanel;
 }
 
 /** The message a planned command shows. */
@@ -78,9 +83,16 @@ export function registerCommands(ctx: CommandContext): vscode.Disposable[] {
     // The Explorer passes (uri, selectedUris): only a plain options object skips the pickers.
     'whittle.prune': (uri, options) => prune(ctx, uri instanceof vscode.Uri ? uri : undefined, isPruneOptions(options) ? options : undefined),
     'whittle.quantize': (uri, options) => quantize(ctx, uri instanceof vscode.Uri ? uri : undefined, isQuantizeOptions(options) ? options : undefined),
-    'whittle.distill': () => notYet('whittle.distill'),
+    'whittle.distill': async (uri, options) => {
+      const teacher = await modelToRun('whittle.distill', uri instanceof vscode.Uri ? uri : undefined, 'the teacher model');
+      return teacher ? distill(ctx, teacher, isDistillOptions(options) ? options : undefined) : undefined;
+    },
     'whittle.runRecipe': (uri) => (vscode.workspace.isTrusted ? runRecipeCommand(ctx, uri instanceof vscode.Uri ? uri : undefined) : untrusted('whittle.runRecipe')),
     'whittle.openReport': (uri) => openReportCommand(uri instanceof vscode.Uri ? uri : undefined),
+    'whittle.finetune': async (uri, options) => {
+      const model = await modelToRun('whittle.finetune', uri instanceof vscode.Uri ? uri : undefined, 'the model to fine-tune');
+      return model ? finetune(ctx, model, isFinetuneOptions(options) ? options : undefined) : undefined;
+    },
   };
   return Object.entries(handlers).map(([id, fn]) =>
     vscode.commands.registerCommand(id, async (...args: unknown[]) => {

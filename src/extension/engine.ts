@@ -5,6 +5,8 @@ import { WorkerClient } from '../core/worker/client';
 import type { LayerDoneEvent } from '../protocol/analysis';
 import type { WorkerRequests } from '../protocol/worker';
 import { loggedJob } from './log';
+import type { TrainStepEvent } from '../protocol/training';
+import type { DistillStepEvent } from '../core/passes/distill/types';
 
 /** The extension's access to the engine: all compute goes through the worker, off the host's main thread. */
 export class Engine implements vscode.Disposable {
@@ -39,8 +41,9 @@ export class Engine implements vscode.Disposable {
 
   /**
    * Runs a long job in a worker of its own, so that cancelling it (which retires that worker) leaves other work
-   * alone; progress events go to `onProgress`, streamed per-layer results (`analyze`) to `onLayerDone`. The
-   * Whittle log records its start, parameters, end, duration, headline and warnings (src/extension/log.ts).
+   * alone; progress events go to `onProgress`, streamed per-layer results (`analyze`) to `onLayerDone`,
+   * training steps (`finetune`, `distill`) to `onTrainStep`. The Whittle log records its start, parameters, end,
+   * duration, headline and warnings (src/extension/log.ts).
    */
   async job<K extends keyof WorkerRequests & string>(
     method: K,
@@ -48,10 +51,12 @@ export class Engine implements vscode.Disposable {
     token?: vscode.CancellationToken,
     onProgress?: (fraction: number | undefined, message: string) => void,
     onLayerDone?: (event: LayerDoneEvent) => void,
+    onTrainStep?: (event: TrainStepEvent | DistillStepEvent) => void,
   ): Promise<WorkerRequests[K]['result']> {
     const client = new WorkerClient(this.workerFile, (event) => {
       if (event.type === 'progress') onProgress?.(event.fraction, event.message);
       else if (event.type === 'layerDone') onLayerDone?.(event);
+      else if (event.type === 'trainStep' || event.type === 'distillStep') onTrainStep?.(event);
     });
     const controller = new AbortController();
     const sub = token?.onCancellationRequested(() => controller.abort());
@@ -67,7 +72,7 @@ export class Engine implements vscode.Disposable {
    * A short request (histogram, tensor tile) on the shared worker; cancelling the token (the panel closed, the
    * user moved on) cancels it in the worker.
    */
-  request<K extends 'layerHistogram' | 'tensorTile' | 'quantError'>(method: K, params: WorkerRequests[K]['params'], token?: vscode.CancellationToken): Promise<WorkerRequests[K]['result']> {
+  request<K extends 'layerHistogram' | 'tensorTile' | 'quantError' | 'valueNames'>(method: K, params: WorkerRequests[K]['params'], token?: vscode.CancellationToken): Promise<WorkerRequests[K]['result']> {
     const controller = new AbortController();
     const sub = token?.onCancellationRequested(() => controller.abort());
     if (token?.isCancellationRequested) controller.abort();

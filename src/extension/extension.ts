@@ -9,6 +9,7 @@ import { SensitivityView, sensitivityViewId } from './sensitivityView';
 import { RecipeLensProvider, recipeSelector } from './recipeLens';
 import { disposeLog, log } from './log';
 import { registerWalkthroughCommands } from './walkthrough';
+import { TrainingPanel } from './trainingView';
 
 /** What the extension exports: used by the integration tests and by other extensions. */
 export interface WhittleApi {
@@ -25,9 +26,11 @@ export function activate(context: vscode.ExtensionContext): WhittleApi {
   const models = new ModelsView();
   const status = new ExecutionProviderStatus(engine);
   const recipeLens = new RecipeLensProvider();
+  const training = new TrainingPanel(context.extensionUri);
   context.subscriptions.push(
     engine,
     sensitivity,
+    training,
     models,
     vscode.window.registerCustomEditorProvider(inspectorViewType, new InspectorEditorProvider(context.extensionUri, engine, sensitivity), {
       supportsMultipleEditorsPerDocument: true,
@@ -35,7 +38,7 @@ export function activate(context: vscode.ExtensionContext): WhittleApi {
     vscode.window.registerWebviewViewProvider(sensitivityViewId, sensitivity),
     vscode.window.createTreeView(modelsViewId, { treeDataProvider: models, showCollapseAll: false }),
     status,
-    ...registerCommands({ refreshModels: () => models.refresh(), engine, status, sensitivity, extensionUri: context.extensionUri }),
+    ...registerCommands({ refreshModels: () => models.refresh(), engine, status, sensitivity, extensionUri: context.extensionUri, training }),
     recipeLens,
     vscode.languages.registerCodeLensProvider(recipeSelector, recipeLens),
     ...registerWalkthroughCommands(),

@@ -15,6 +15,7 @@ import type { RecipeResult } from '../core/recipe/types';
 import type { CompareOptions } from '../core/report/compare';
 import type { ReportData } from '../core/report/types';
 import type { DistillParams, DistillResult, DistillStepEvent } from '../core/passes/distill/types';
+import type { TrainStepEvent } from './training';
 
 /** Requests the extension host (or CLI) makes of the compute worker. */
 export type WorkerRequests = {
@@ -42,7 +43,7 @@ export type WorkerRequests = {
   quantize: { params: QuantizeParams; result: QuantizeResult };
   /** Quantizes a TF.js model's weights into uint8/uint16/float16 or a per-layer mix, writes the run folder and measures before/after. */
   quantizeTfjs: { params: TfjsQuantizeParams; result: TfjsQuantizeResult };
-  /** Fine-tunes a model (pruned weights stay zero), writes the run folder and measures before/after (`whittle finetune`). */
+  /** Fine-tunes a model (pruned weights stay zero), writes the run folder and measures before/after (`whittle finetune`); sends progress and `trainStep` events. */
   finetune: { params: FinetuneParams; result: FinetuneResult };
   /** Magnitude-prunes a TF.js model, writes the run folder and measures before/after. */
   pruneTfjs: { params: TfjsPruneParams; result: TfjsPruneResult };
@@ -52,6 +53,8 @@ export type WorkerRequests = {
   compareModels: { params: CompareOptions & { a: string; b: string }; result: ReportData };
   /** Distils a teacher into a student, writes the run folder and measures both (`whittle distill`); sends progress and `distillStep` events. */
   distill: { params: DistillParams; result: DistillResult };
+  /** The intermediate values a model computes (node outputs, in graph order), for Distill…'s feature-pair pick. */
+  valueNames: { params: { file: string }; result: Array<{ name: string; op: string }> };
 };
 
 /** One range of one tensor whose bytes the worker can reach without a copy. */
@@ -79,7 +82,7 @@ export interface ProgressEvent extends EventMessage {
 }
 
 /** Events the worker sends to its host. */
-export type FromWorkerEvent = ProgressEvent | LayerDoneEvent | DistillStepEvent;
+export type FromWorkerEvent = ProgressEvent | LayerDoneEvent | DistillStepEvent | TrainStepEvent;
 
 /** Events the host sends to the worker: none yet. */
 export type ToWorkerEvent = never;

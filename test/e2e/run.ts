@@ -13,6 +13,7 @@ import { launchBrowser, type Browser } from './lib/browser';
 import { check, Steps } from './lib/steps';
 import { compressWizardSteps } from './compress';
 import { polishSteps } from './polish';
+import { trainingTests } from './training';
 
 /**
  * `npm run test:e2e`: real VS Code (code-server) driven by Debian's Chromium.
@@ -576,6 +577,7 @@ async function uiTest(install: CodeServerInstall, workspace: string): Promise<vo
   }), false);
 
   await compressWizardSteps(page, steps, workspace);
+  await trainingTests({ page, steps, workspace, model: sampleModelName, shot, shotOnFail, explorerWhittle, answerPicks, frameWith });
   await polishSteps(page, { steps, workspace, sampleModelName, shot: (name) => shot(page, name), runFromPalette: (title) => runFromPalette(page, title) });
 }
 

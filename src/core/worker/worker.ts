@@ -15,6 +15,7 @@ import { runFinetune } from '../train/finetune';
 import { runRecipe } from '../recipe/run';
 import { compareModels } from '../report/compare';
 import { runDistill } from '../passes/distill/run';
+import { nodeOutputs } from '../valueNames';
 import { ModelCache } from './modelCache';
 import { RpcEndpoint, type Handlers } from '../../protocol/rpc';
 import type { FromWorkerEvent, ToWorkerEvent, WorkerHostRequests, WorkerRequests } from '../../protocol/worker';
@@ -31,7 +32,13 @@ const handlers: Handlers<WorkerRequests> = {
   evaluate: (params, signal) => evaluate(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   prune: (params, signal) => runPrune(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   quantize: (params, signal) => runQuantize(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
-  finetune: (params, signal) => runFinetune(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
+  finetune: (params, signal) =>
+    runFinetune(
+      params,
+      signal,
+      (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message }),
+      (t) => endpoint.sendEvent({ type: 'trainStep', point: { ...t } }),
+    ),
   pruneTfjs: (params, signal) => runPruneTfjs(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   quantizeTfjs: (params, signal) => runQuantizeTfjs(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
   runRecipe: (params, signal) => runRecipe(params, signal, (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message })),
@@ -43,6 +50,7 @@ const handlers: Handlers<WorkerRequests> = {
       (fraction, message) => endpoint.sendEvent({ type: 'progress', fraction, message }),
       (progress) => endpoint.sendEvent({ type: 'distillStep', progress }),
     ),
+  valueNames: ({ file }) => nodeOutputs(file),
   layerHistogram: ({ file, layer, tensor, bins, range }) => layerHistogram(models.get(file), layer, tensor, bins, range),
   tensorTile: ({ file, tensor, row, col, rows, cols, stride, mode, source }) => tensorTile(models.get(file), tensor, row, col, rows, cols, stride, mode, source ? models.onnx(source) : undefined),
   quantError: ({ file, source, layer }) => {
