@@ -46,11 +46,6 @@ export const commandTitles = {
 /** A command id. */
 export type CommandId = keyof typeof commandTitles;
 
-/** Commands that run models, and so need a trusted workspace. */
-const needTrust = new Set<CommandId>(['whittle.compress', 'whittle.analyzeSensitivity', 'whittle.prune', 'whittle.quantize', 'whittle.distill', 'whittle.runRecipe', 'whittle.compare', 'whittle.finetune']);
-
-/** Commands whose feature has not landed; they say so instead of pretending. */
-const planned = new Set<CommandId>([]);
 
 /** What the commands need from the extension. */
 export interface CommandContext {
@@ -60,11 +55,6 @@ export interface CommandContext {
   sensitivity: SensitivityView;
   extensionUri: vscode.Uri;
   training: TrainingPanel;
-}
-
-/** The message a planned command shows. */
-export function notYetMessage(id: CommandId): string {
-  return vscode.l10n.t('Whittle: {0} is not available yet in version {1}. Whittle: Inspect Model works today.', vscode.l10n.t(commandTitles[id]), version);
 }
 
 /** Registers every command. */
@@ -121,14 +111,6 @@ async function modelToRun(id: CommandId, uri: vscode.Uri | undefined, what: stri
     return undefined;
   }
   return uri ?? activeModelUri() ?? (await pickModel(what));
-}
-
-async function notYet(id: CommandId): Promise<string> {
-  if (!planned.has(id)) throw new Error(`${id} is not planned`);
-  if (needTrust.has(id) && !vscode.workspace.isTrusted) return untrusted(id);
-  const message = notYetMessage(id);
-  void vscode.window.showInformationMessage(message);
-  return message;
 }
 
 /** Opens a model in the Model Inspector: the given one, the active editor's, or one the user picks. */

@@ -334,13 +334,6 @@ async function uiTest(install: CodeServerInstall, workspace: string): Promise<vo
     check(read() === 'cpu', `workspace settings: ${fs.existsSync(settingsFile) ? fs.readFileSync(settingsFile, 'utf8') : '(no file)'}`);
   });
 
-  await steps.step('command palette: a command that has not landed says so honestly', async () => {
-    await runFromPalette(page, 'Whittle: Distill…');
-    const toast = page.locator('.notification-toast', { hasText: 'is not available yet' });
-    await toast.waitFor({ timeout: 15_000 });
-    await shot(page, 'palette-not-yet');
-  });
-
   await steps.step('Whittle side bar: Models tree and Layer Sensitivity view', async () => {
     await page.locator('.activitybar .action-item a[aria-label^="Whittle"]').first().click();
     const tree = page.locator('.pane-body .monaco-list-row', { hasText: sampleModelName }).first();

@@ -66,11 +66,6 @@ test('the custom editor opens a .onnx as the Model Inspector', async () => {
   await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
 });
 
-test('a command that has not landed says so instead of pretending', async () => {
-  const message = await vscode.commands.executeCommand<string>('whittle.distill', vscode.Uri.file(sample()));
-  assert.match(message, /Distill… is not available yet/);
-});
-
 test('Compare Models runs both models in a worker and reports agreement 1 and SQNR inf for a model against itself', async () => {
   const result = await vscode.commands.executeCommand<{ top1Agreement: number; sqnrDb: unknown; samples: number; ep: string }>('whittle.compare', vscode.Uri.file(sample()), {
     reference: sample(),
