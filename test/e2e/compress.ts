@@ -1,4 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import * as os from 'node:os';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Frame, Locator, Page } from 'playwright-core';
@@ -176,6 +178,20 @@ export async function compressWizardSteps(page: Page, steps: Steps, workspace: s
     await page.locator('.codelens-decoration a', { hasText: 'Open report' }).waitFor({ timeout: 20_000 });
     check(sha256(source) === sourceSha, 'the source model changed');
   }), false);
+
+  await steps.step('`whittle run` of the saved recipe from the shell writes the same output hash as the UI run', async () => {
+    check(first, 'no first run');
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'whittle-shell-run-'));
+    try {
+      const text = execFileSync(process.execPath, [path.join(repoRoot, 'dist', 'cli.js'), 'run', recipeFile, '--out', out, '--json'], { encoding: 'utf8', timeout: 240_000 });
+      const result = JSON.parse(text) as { output: string; sha256: string };
+      check(result.sha256 === first.sha && sha256(result.output) === first.sha, `the shell run wrote ${result.sha256}, the wizard run ${first.sha}`);
+      steps.log(`shell: whittle run ${path.basename(recipeFile)} -> SHA-256 ${result.sha256.slice(0, 16)}… (same as the wizard's)`);
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+    check(sha256(source) === sourceSha, 'the source model changed');
+  });
 
   await steps.step('a recipe with a schema error shows squiggles in the editor', failShot('recipe-schema-error', async () => {
     const bad = path.join(workspace, 'broken.whittle.json');

@@ -114,6 +114,11 @@ export async function trainingTests(t: TrainingE2e): Promise<void> {
   await steps.step('Distill… (teacher: the fine-tuned sample model, student derived at 50%) ends with the report, confusion and similarity heatmaps and soft-label bars', t.shotOnFail(page, 'distill-failed', async () => {
     const teacher = fs.existsSync(path.join(workspace, teacherName)) ? teacherName : model;
     steps.log(`teacher: ${teacher}`);
+    // Earlier steps leave run folders expanded, which can push the teacher below the Explorer's rendered rows.
+    await page.keyboard.press('Control+Shift+P');
+    await page.locator('.quick-input-widget input').fill('>File: Collapse Folders in Explorer');
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Collapse Folders in Explorer' }).first().waitFor({ timeout: 10_000 });
+    await page.keyboard.press('Enter');
     // A file written behind the Explorer's back shows once its watcher reports it: wait for it before the menu.
     await page.getByRole('treeitem', { name: new RegExp(`^${teacher.replace('.', '\\.')}`) }).first().waitFor({ timeout: 30_000 });
     await t.explorerWhittle(page, teacher, 'Distill…', 'student');
