@@ -7,6 +7,9 @@
 //   gradual-lamp    the same with --prune-scope lamp (LAMP scores, one threshold)
 //   dense-ft        finetune the dense model (the same loop, no pruning): what training alone does
 // A recipe ending in ':unscaled' trains with --logit-scale 1 (plain cross-entropy on the raw logits).
+// --model mlp runs the same on the 784-500-10 MLP (../shared/data/models/onnx-mnist-mlp-untrained, 397k parameters,
+// the size class of Deep Compression's LeNet-300-100): it is first trained dense for --dense-epochs (default 2) with
+// the same settings, and that trained model is the dense reference.
 // Usage: node out/bench/finetuneRecovery.js [--recipes a,b] [--epochs 2] [--lr 0.005] [--optimizer adam]
 //        [--schedule cosine] [--batch 64] [--prune-end 0.5] [--limit N] [--seed 1] [--threads T] [--eval-every STEPS] [--logit-scale auto|X] [--verbose]
 // --eval-every N scores the test set every N steps as well (and keeps the best: for curves only, not for the table).
@@ -25,7 +28,9 @@ const arg = (name: string, dflt: string) => {
   return i > 0 ? process.argv[i + 1] : dflt;
 };
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'whittle-recovery-'));
-const model = path.join(shared, 'models', 'onnx-mnist-8', 'mnist.onnx');
+const which = arg('model', 'mnist-8');
+if (which !== 'mnist-8' && which !== 'mlp') throw new Error(`--model takes mnist-8 or mlp, not ${which}`);
+let model = which === 'mlp' ? path.join(shared, 'models', 'onnx-mnist-mlp-untrained', 'mnist_original.onnx') : path.join(shared, 'models', 'onnx-mnist-8', 'mnist.onnx');
 const test = path.join(mnist, 't10k-images-idx3-ubyte.gz');
 const train = path.join(mnist, 'train-images-idx3-ubyte.gz');
 const limit = process.argv.includes('--limit') ? Number(arg('limit', '0')) : undefined;
@@ -60,10 +65,14 @@ function layerSparsity(file: string): string {
     evalEvery: Number(arg('eval-every', String(Number.MAX_SAFE_INTEGER))),
     logitScale: arg('logit-scale', 'auto') === 'auto' ? 'auto' : Number(arg('logit-scale', '1')),
   };
+  if (which === 'mlp') {
+    const trained = await runFinetune({ ...common, epochs: Number(arg('dense-epochs', '2')), model, out: path.join(tmp, 'dense-trained') });
+    model = trained.output;
+  }
   const dense = (await evaluate({ model, data: test, ep: 'cpu' })).accuracy!;
   const rows: string[] = [`| recipe | before fine-tune | after | drop vs dense (pt) | sparsity | per layer | time (s) |`, '|---|---:|---:|---:|---:|---|---:|'];
   const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
-  console.log(`dense mnist-8: ${pct(dense)} on ${test}; epochs ${common.epochs}, ${common.optimizer} lr ${common.lr} ${common.schedule}, batch ${common.batch}${limit ? `, ${limit} training samples` : ''}, logit scale ${common.logitScale}`);
+  console.log(`dense ${which}: ${pct(dense)} on ${test}; epochs ${common.epochs}, ${common.optimizer} lr ${common.lr} ${common.schedule}, batch ${common.batch}${limit ? `, ${limit} training samples` : ''}, logit scale ${common.logitScale}`);
   for (const name of recipes) {
     const t0 = performance.now();
     const recipe = name.replace(/:unscaled$/, '');

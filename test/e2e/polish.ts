@@ -49,8 +49,13 @@ export async function polishSteps(page: Page, ctx: PolishContext): Promise<void>
     // Every run of the sample model is listed under it, and no copy of the model from a run folder at the top.
     const topLevel = await pane.locator('.monaco-list-row[aria-level="1"]', { hasText: ctx.sampleModelName }).count();
     check(topLevel === 1, `the sample model appears ${topLevel} times at the top of the Models view`);
-    if ((await modelRow.getAttribute('aria-expanded')) !== 'true') await modelRow.locator('.monaco-tl-twistie').click();
     const runRow = pane.locator('.monaco-list-row[aria-level="2"]', { hasText: prune.name });
+    // Runs written just before (the training steps) make the watcher refresh the tree, which can re-render the row
+    // mid-click: expand until the run shows.
+    for (let i = 0; i < 20 && !(await runRow.count()); i++) {
+      if ((await modelRow.getAttribute('aria-expanded')) !== 'true') await modelRow.locator('.monaco-tl-twistie').click();
+      await page.waitForTimeout(1000);
+    }
     await runRow.waitFor({ timeout: 20_000 });
     const shown = (await runRow.textContent()) ?? '';
     check(shown.includes(prune.headline!), `the run row reads '${shown}', expected '${prune.name} ${prune.headline}'`);
