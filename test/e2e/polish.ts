@@ -59,6 +59,13 @@ export async function polishSteps(page: Page, ctx: PolishContext): Promise<void>
     await runRow.waitFor({ timeout: 20_000 });
     const shown = (await runRow.textContent()) ?? '';
     check(shown.includes(prune.headline!), `the run row reads '${shown}', expected '${prune.name} ${prune.headline}'`);
+    // Count only this model's runs: collapse any other model the earlier steps expanded (the distillation teacher).
+    const tops = pane.locator('.monaco-list-row[aria-level="1"][aria-expanded="true"]');
+    for (let i = (await tops.count()) - 1; i >= 0; i--) {
+      const top = tops.nth(i);
+      if (!((await top.textContent()) ?? '').includes(ctx.sampleModelName)) await top.locator('.monaco-tl-twistie').click();
+    }
+    await page.waitForTimeout(300);
     const rows = await pane.locator('.monaco-list-row[aria-level="2"]').count();
     check(rows === runs.length, `${rows} run rows for ${runs.length} runs`);
     steps.log(`Models view: ${runs.length} runs under ${ctx.sampleModelName}; ${prune.name}: ${prune.headline}`);
@@ -106,7 +113,8 @@ export async function polishSteps(page: Page, ctx: PolishContext): Promise<void>
     const panel = page.locator('.part.panel');
     // Monaco renders only the lines in view: go to the top, where the first jobs (the provider probe) are.
     await panel.locator('.view-line').first().waitFor({ timeout: 20_000 });
-    await panel.locator('.view-line').first().click();
+    // Focus the output editor (its first rendered line can sit under the panel's header after a long log).
+    await panel.locator('.output-view .monaco-editor, .monaco-editor').last().click({ force: true });
     await page.keyboard.press('Control+Home');
     // Monaco renders spaces as no-break spaces, which \s matches.
     const line = panel.locator('.view-line', { hasText: /job\s#\d+\s\w+\sfinished\sin\s[\d.]+\ss/ }).first();
