@@ -53,6 +53,14 @@ describe('training on MNIST', { skip: noSharedData }, () => {
     assert.ok(fs.existsSync(r.recipe) && fs.existsSync(path.join(path.dirname(r.report), 'report.md')));
   });
 
+  test('without --eval-data, the metrics use the first 1000 training samples, or all of a smaller set', async () => {
+    const small = `${path.join(mnist, 't10k-images-idx3-ubyte.gz')}#:300`;
+    const r = await runFinetune({ model: copyTo(mnist8, 'm8-small'), data: small, epochs: 1, batch: 64, seed: 1, threads: 1, ep: 'cpu' });
+    assert.equal(r.metrics.before.samples, 300);
+    assert.equal(r.metrics.after.samples, 300);
+    assert.ok(r.warnings.some((w) => /no --eval-data/.test(w)), r.warnings.join('; '));
+  });
+
   test('mnist-8 pruned to 90%: fine-tuning keeps exactly the pruned zeros and recovers accuracy', async () => {
     const test10k = path.join(mnist, 't10k-images-idx3-ubyte.gz');
     const pruned = await runPrune({ model: copyTo(mnist8, 'm8'), sparsity: 0.9, data: `${test10k}#:500`, ep: 'cpu' });

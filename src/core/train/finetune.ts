@@ -136,12 +136,14 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
     const sourceSha256 = sha256File(source);
     const beforeBytes = modelBytes(model);
     const paramCount = [...model.weights().values()].filter((w) => w.ref.numeric && isParameter(w.ref)).reduce((a, w) => a + w.ref.count, 0);
-    const evalData = p.evalData ?? `${p.data}#:1000`;
+    // Without --eval-data, the first 1000 samples of --data (fewer when it has fewer).
+    const evalData = p.evalData ?? p.data;
+    const evalLimit = p.evalLimit ?? (p.evalData ? undefined : 1000);
     const warnings: string[] = [];
     if (!p.evalData) warnings.push('no --eval-data given: before/after metrics use the first 1000 training samples, which the model trained on');
 
     progress(undefined, 'evaluating the original');
-    const common = { data: evalData, ep: p.ep, limit: p.evalLimit, seed: p.seed, threads: p.threads };
+    const common = { data: evalData, ep: p.ep, limit: evalLimit, seed: p.seed, threads: p.threads };
     const before = await evaluate({ ...common, model: source }, signal, progress);
 
     let activations: Record<string, ScaleZero> | undefined;
@@ -194,7 +196,7 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
     let qat: QatExport | undefined;
     if (p.qat === 8) {
       progress(undefined, 'exporting the QAT model to static U8S8');
-      const q = await runQuantize({ model: out, mode: 'static', data: evalData, calibData: `${p.data}#:512`, out: path.join(dir, 'int8'), ep: p.ep, limit: p.evalLimit, seed: p.seed, exclude: p.qatExclude ?? [] }, signal, progress);
+      const q = await runQuantize({ model: out, mode: 'static', data: evalData, calibData: `${p.data}#:512`, out: path.join(dir, 'int8'), ep: p.ep, limit: evalLimit, seed: p.seed, exclude: p.qatExclude ?? [] }, signal, progress);
       for (const w of q.warnings) if (!warnings.includes(w)) warnings.push(w);
       qat = { bits: 8, output: q.output, accuracy: q.metrics.after.accuracy ?? NaN, samples: q.metrics.after.samples, sizeBytes: q.sizeBytes.after };
     } else if (p.qat === 4) {
