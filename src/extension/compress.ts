@@ -179,7 +179,7 @@ export function modelCard(summary: ModelSummary): ModelCard {
       stale,
       ranking: sidecar.result.ranking.map((layer) => {
         const c = sidecar.choices[layer];
-        const choice = c ? [c.exclude ? 'exclude' : '', c.sparsity !== undefined ? `sparsity ${c.sparsity}` : '', c.bits !== undefined ? `${c.bits} bits` : ''].filter(Boolean).join(', ') : undefined;
+        const choice = c ? [c.exclude ? vscode.l10n.t('exclude') : '', c.sparsity !== undefined ? vscode.l10n.t('sparsity {0}', c.sparsity) : '', c.bits !== undefined ? vscode.l10n.t('{0} bits', c.bits) : ''].filter(Boolean).join(', ') : undefined;
         return { layer, cost: byName.get(layer)?.score ?? null, ...(choice ? { choice } : {}) };
       }),
     };
@@ -269,7 +269,8 @@ export class CompressPanel {
       this.channel.rpc.sendEvent({
         type: 'init',
         model: modelCard(summary),
-        presets: [...presets],
+        // The presets' texts are core data (shared with the CLI); their Thai entries are checked by test/unit/l10n.test.ts.
+        presets: presets.map((p) => ({ ...p, label: vscode.l10n.t(p.label), detail: vscode.l10n.t(p.detail) })),
         passes: Object.entries(recipePasses)
           .filter(([name]) => !plannedPasses.includes(name))
           .map(([name, def]) => passForm(name as PassForm['pass'], def.summary, [...def.params, ...(def.extra ?? []).filter((x) => !def.params.some((p) => p.name === x.name))])),

@@ -2,6 +2,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
+import { presets } from '../../src/core/recipe/presets';
 import { repoRoot } from './helpers/paths';
 
 /**
@@ -100,6 +101,8 @@ test('every vscode.l10n.t message in src/extension and every t message in webvie
   const commands = read('src/extension/commands.ts');
   const titles = /export const commandTitles = \{([\s\S]*?)\} as const;/.exec(commands)?.[1] ?? '';
   for (const m of titles.matchAll(/'whittle\.\w+': '([^']+)'/g)) found.set(m[1]!, 'src/extension/commands.ts (commandTitles)');
+  // And the Compress wizard's goal presets (core data, translated by the host in src/extension/compress.ts).
+  for (const p of presets) for (const m of [p.label, p.detail]) found.set(m, 'src/core/recipe/presets.ts');
   const missing = [...found].filter(([m]) => !(m in bundleTh)).map(([m, file]) => `${file}: ${m}`);
   assert.deepEqual(missing, [], 'messages without a Thai entry in l10n/bundle.l10n.th.json');
   const stale = Object.keys(bundleTh).filter((k) => !found.has(k));
