@@ -227,7 +227,7 @@ export class CompressPanel {
         const picked = await vscode.window.showOpenDialog({ canSelectFiles: true, canSelectFolders: true, canSelectMany: false, title: vscode.l10n.t('Data for compression and evaluation') });
         return picked?.[0]?.fsPath ?? null;
       },
-      previewData: ({ data }: { data: string }) => previewData(path.resolve(path.dirname(recipeFile), data)),
+      previewData: ({ data }: { data: string }) => previewData(path.resolve(path.dirname(recipeFile), data), vscode.l10n.t),
       validate: ({ recipe }: { recipe: unknown }) => validateRecipe(recipe, recipeFile),
     };
     this.channel = new WebviewChannel<CompressRequests, CompressHostRequests, ToCompressEvent, FromCompressEvent>(this.panel.webview, handlers, (event) => {

@@ -2,6 +2,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
+import { randomWarning } from '../../src/core/data/synthetic';
 import { presets } from '../../src/core/recipe/presets';
 import { repoRoot } from './helpers/paths';
 
@@ -103,6 +104,8 @@ test('every vscode.l10n.t message in src/extension and every t message in webvie
   for (const m of titles.matchAll(/'whittle\.\w+': '([^']+)'/g)) found.set(m[1]!, 'src/extension/commands.ts (commandTitles)');
   // And the Compress wizard's goal presets (core data, translated by the host in src/extension/compress.ts).
   for (const p of presets) for (const m of [p.label, p.detail]) found.set(m, 'src/core/recipe/presets.ts');
+  // The core's random-data warning, which the Compress wizard's data preview translates.
+  found.set(randomWarning, 'src/core/data/synthetic.ts (randomWarning)');
   const missing = [...found].filter(([m]) => !(m in bundleTh)).map(([m, file]) => `${file}: ${m}`);
   assert.deepEqual(missing, [], 'messages without a Thai entry in l10n/bundle.l10n.th.json');
   const stale = Object.keys(bundleTh).filter((k) => !found.has(k));
