@@ -269,11 +269,18 @@ export class CompressPanel {
       this.channel.rpc.sendEvent({
         type: 'init',
         model: modelCard(summary),
-        // The presets' texts are core data (shared with the CLI); their Thai entries are checked by test/unit/l10n.test.ts.
+        // The presets' and the passes' texts are core data (shared with the CLI's help): translated here, their Thai
+        // entries checked by test/unit/l10n.test.ts.
         presets: presets.map((p) => ({ ...p, label: vscode.l10n.t(p.label), detail: vscode.l10n.t(p.detail) })),
         passes: Object.entries(recipePasses)
           .filter(([name]) => !plannedPasses.includes(name))
-          .map(([name, def]) => passForm(name as PassForm['pass'], def.summary, [...def.params, ...(def.extra ?? []).filter((x) => !def.params.some((p) => p.name === x.name))])),
+          .map(([name, def]) =>
+            passForm(
+              name as PassForm['pass'],
+              vscode.l10n.t(def.summary),
+              [...def.params, ...(def.extra ?? []).filter((x) => !def.params.some((p) => p.name === x.name))].map((s) => ({ ...s, help: vscode.l10n.t(s.help) })),
+            ),
+          ),
         recipeFile,
         recipeRelative: vscode.workspace.asRelativePath(recipeFile),
         modelRef: path.relative(path.dirname(recipeFile), this.model).split(path.sep).join('/'),
