@@ -179,7 +179,7 @@ export function modelCard(summary: ModelSummary): ModelCard {
       stale,
       ranking: sidecar.result.ranking.map((layer) => {
         const c = sidecar.choices[layer];
-        const choice = c ? [c.exclude ? 'exclude' : '', c.sparsity !== undefined ? `sparsity ${c.sparsity}` : '', c.bits !== undefined ? `${c.bits} bits` : ''].filter(Boolean).join(', ') : undefined;
+        const choice = c ? [c.exclude ? vscode.l10n.t('exclude') : '', c.sparsity !== undefined ? vscode.l10n.t('sparsity {0}', c.sparsity) : '', c.bits !== undefined ? vscode.l10n.t('{0} bits', c.bits) : ''].filter(Boolean).join(', ') : undefined;
         return { layer, cost: byName.get(layer)?.score ?? null, ...(choice ? { choice } : {}) };
       }),
     };
@@ -227,7 +227,7 @@ export class CompressPanel {
         const picked = await vscode.window.showOpenDialog({ canSelectFiles: true, canSelectFolders: true, canSelectMany: false, title: vscode.l10n.t('Data for compression and evaluation') });
         return picked?.[0]?.fsPath ?? null;
       },
-      previewData: ({ data }: { data: string }) => previewData(path.resolve(path.dirname(recipeFile), data)),
+      previewData: ({ data }: { data: string }) => previewData(path.resolve(path.dirname(recipeFile), data), vscode.l10n.t),
       validate: ({ recipe }: { recipe: unknown }) => validateRecipe(recipe, recipeFile),
     };
     this.channel = new WebviewChannel<CompressRequests, CompressHostRequests, ToCompressEvent, FromCompressEvent>(this.panel.webview, handlers, (event) => {
@@ -269,10 +269,18 @@ export class CompressPanel {
       this.channel.rpc.sendEvent({
         type: 'init',
         model: modelCard(summary),
-        presets: [...presets],
+        // The presets' and the passes' texts are core data (shared with the CLI's help): translated here, their Thai
+        // entries checked by test/unit/l10n.test.ts.
+        presets: presets.map((p) => ({ ...p, label: vscode.l10n.t(p.label), detail: vscode.l10n.t(p.detail) })),
         passes: Object.entries(recipePasses)
           .filter(([name]) => !plannedPasses.includes(name))
-          .map(([name, def]) => passForm(name as PassForm['pass'], def.summary, [...def.params, ...(def.extra ?? []).filter((x) => !def.params.some((p) => p.name === x.name))])),
+          .map(([name, def]) =>
+            passForm(
+              name as PassForm['pass'],
+              vscode.l10n.t(def.summary),
+              [...def.params, ...(def.extra ?? []).filter((x) => !def.params.some((p) => p.name === x.name))].map((s) => ({ ...s, help: vscode.l10n.t(s.help) })),
+            ),
+          ),
         recipeFile,
         recipeRelative: vscode.workspace.asRelativePath(recipeFile),
         modelRef: path.relative(path.dirname(recipeFile), this.model).split(path.sep).join('/'),

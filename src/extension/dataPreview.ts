@@ -5,6 +5,7 @@ import { listImages } from '../core/data/images';
 import { splitDataRange } from '../core/data';
 import { randomWarning } from '../core/data/synthetic';
 import type { DataPreview } from '../protocol/compress';
+import { english, type Translate } from './runs';
 
 /** How many samples a preview shows. */
 const previewCount = 8;
@@ -12,23 +13,24 @@ const previewCount = 8;
 /**
  * A preview of the first samples of a --data SPEC for the Compress wizard: MNIST-style idx image files (gzipped
  * or not: only the first samples are inflated, as a stream) and image folders show pictures; other forms are
- * described. Async and bounded (a few KB of idx, 8 image files), so the host's thread never waits on it.
+ * described. Async and bounded (a few KB of idx, 8 image files), so the host's thread never waits on it. Its
+ * texts go through `t` (the core's random-data warning included: test/unit/l10n.test.ts checks its Thai entry).
  */
-export async function previewData(spec: string): Promise<DataPreview> {
-  if (spec === 'random') return { description: 'random inputs', samples: [], warning: `${randomWarning}: accuracy cannot be measured, only agreement with the original model` };
+export async function previewData(spec: string, t: Translate = english): Promise<DataPreview> {
+  if (spec === 'random') return { description: t('random inputs'), samples: [], warning: t('{0}: accuracy cannot be measured, only agreement with the original model', t(randomWarning)) };
   const { base } = splitDataRange(spec);
   let stat: fs.Stats;
   try {
     stat = await fs.promises.stat(base);
   } catch {
-    return { description: `${base}: not found`, samples: [], warning: 'the file or folder does not exist' };
+    return { description: t('{0}: not found', base), samples: [], warning: t('the file or folder does not exist') };
   }
   try {
-    if (stat.isDirectory()) return await previewFolder(base);
+    if (stat.isDirectory()) return await previewFolder(base, t);
     const head = await readHead(base, 16 + previewCount * 28 * 28 * 4);
-    if (head.length >= 4 && head[0] === 0 && head[1] === 0 && head[2] === 0x08 && head[3] >= 2) return previewIdx(base, head);
-    if (/\.dataset\.json$/i.test(base)) return { description: `dataset manifest ${path.basename(base)}`, samples: [] };
-    return { description: `${path.basename(base)} (${stat.size.toLocaleString('en-US')} bytes)`, samples: [] };
+    if (head.length >= 4 && head[0] === 0 && head[1] === 0 && head[2] === 0x08 && head[3] >= 2) return previewIdx(base, head, t);
+    if (/\.dataset\.json$/i.test(base)) return { description: t('dataset manifest {0}', path.basename(base)), samples: [] };
+    return { description: t('{0} ({1} bytes)', path.basename(base), stat.size.toLocaleString('en-US')), samples: [] };
   } catch (err) {
     return { description: path.basename(base), samples: [], warning: err instanceof Error ? err.message : String(err) };
   }
@@ -65,7 +67,7 @@ async function readHead(file: string, bytes: number): Promise<Buffer> {
   });
 }
 
-function previewIdx(file: string, head: Buffer): DataPreview {
+function previewIdx(file: string, head: Buffer, t: Translate): DataPreview {
   const ndims = head[3];
   const dims = Array.from({ length: ndims }, (_, i) => head.readUInt32BE(4 + 4 * i));
   const [count, h, w = 1] = dims;
@@ -75,12 +77,12 @@ function previewIdx(file: string, head: Buffer): DataPreview {
   for (let i = 0; i < Math.min(previewCount, count) && offset + (i + 1) * size <= head.length; i++) {
     samples.push({ width: w, height: h, gray: Array.from(head.subarray(offset + i * size, offset + (i + 1) * size)) });
   }
-  return { description: `idx images: ${count.toLocaleString('en-US')} × ${dims.slice(1).join(' × ')}`, samples };
+  return { description: t('idx images: {0} × {1}', count.toLocaleString('en-US'), dims.slice(1).join(' × ')), samples };
 }
 
-async function previewFolder(dir: string): Promise<DataPreview> {
+async function previewFolder(dir: string, t: Translate): Promise<DataPreview> {
   const listing = listImages(dir);
-  if (listing.files.length === 0) return { description: `${path.basename(dir)}: no .jpg, .jpeg or .png images`, samples: [], warning: 'a folder of input_N.pb or .npy files is read as data but not previewed' };
+  if (listing.files.length === 0) return { description: t('{0}: no .jpg, .jpeg or .png images', path.basename(dir)), samples: [], warning: t('a folder of input_N.pb or .npy files is read as data but not previewed') };
   const samples: DataPreview['samples'] = [];
   // Spread the preview over the classes when there are several.
   const step = listing.classes ? Math.max(1, Math.floor(listing.files.length / previewCount)) : 1;
@@ -90,6 +92,6 @@ async function previewFolder(dir: string): Promise<DataPreview> {
     const mime = /\.png$/i.test(file) ? 'image/png' : 'image/jpeg';
     samples.push({ width: 0, height: 0, url: `data:${mime};base64,${bytes.toString('base64')}`, label: listing.classes && listing.labels ? listing.classes[listing.labels[i]] : path.basename(file) });
   }
-  const classes = listing.classes ? `, ${listing.classes.length} classes` : '';
-  return { description: `image folder: ${listing.files.length.toLocaleString('en-US')} images${classes}`, samples };
+  const count = listing.files.length.toLocaleString('en-US');
+  return { description: listing.classes ? t('image folder: {0} images, {1} classes', count, listing.classes.length) : t('image folder: {0} images', count), samples };
 }

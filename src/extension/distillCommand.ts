@@ -93,7 +93,7 @@ export async function distill(ctx: FinetuneContext, teacher: vscode.Uri, options
       ],
     },
     ({ token, onStep, onProgress }) => ctx.engine.job('distill', params, token, onProgress, undefined, (e) => onStep(trainingPointOf(e))),
-    distillReport,
+    (r) => distillReport(r, vscode.l10n.t),
   );
   if (!result) {
     void vscode.window.showInformationMessage(vscode.l10n.t('Whittle: distillation cancelled; no output was left behind.'));

@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import type { DistillResult, DistillStepEvent } from '../core/passes/distill/types';
 import type { FinetuneResult } from '../core/train/finetune';
 import type { TrainingPoint, TrainingReport, TrainStepEvent } from '../protocol/training';
+import { english, type Translate } from './runs';
 
 /** The training panel's final report from a fine-tune run (no 'vscode' here, so unit tests can check it). */
 export function finetuneReport(r: FinetuneResult): TrainingReport {
@@ -47,11 +48,14 @@ export function trainingPointOf(e: TrainStepEvent | DistillStepEvent): TrainingP
   };
 }
 
-/** The training panel's final report from a distillation run, with its diagnostics. */
-export function distillReport(r: DistillResult): TrainingReport {
+/**
+ * The training panel's final report from a distillation run, with its diagnostics. The settings' keys stay
+ * English (the panel translates them); their values go through `t` (vscode.l10n.t from the extension).
+ */
+export function distillReport(r: DistillResult, t: Translate = english): TrainingReport {
   const d = r.distill;
   const g = r.diagnostics;
-  const features = d.features.map((f) => `${f.teacher} → ${f.student} (${f.loss}${f.projection ? `, projected ${f.projection[0]}→${f.projection[1]}` : ''})`);
+  const features = d.features.map((f) => `${f.teacher} → ${f.student} (${f.loss}${f.projection ? t(', projected {0}→{1}', f.projection[0], f.projection[1]) : ''})`);
   return {
     kind: 'distill',
     output: r.output,
@@ -65,12 +69,12 @@ export function distillReport(r: DistillResult): TrainingReport {
     steps: d.steps,
     samplesPerSec: d.samplesPerSec,
     settings: [
-      ['student', d.derived ? `derived from the teacher: ratio ${d.derived.ratio}, ${pct(d.derived.paramFraction, 1)} of its parameters` : d.student],
+      ['student', d.derived ? t('derived from the teacher: ratio {0}, {1} of its parameters', d.derived.ratio, pct(d.derived.paramFraction, 1)) : d.student],
       ['temperature', String(d.temperature)],
       ['alpha', d.alphaSchedule === 'linear' ? `${d.alpha} → ${d.alphaEnd}` : String(d.alpha)],
-      ['feature pairs', features.length ? features.join('; ') : 'none'],
-      ['training', `${d.epochs} epoch(s), batch ${d.batch}, ${d.optimizer} at lr ${d.lr}${d.hasLabels ? '' : ', no labels (pure distillation)'}`],
-      ['teacher cache', `${d.cache.hits} hits, ${d.cache.misses} misses${d.cache.note ? ` (${d.cache.note})` : ''}`],
+      ['feature pairs', features.length ? features.join('; ') : t('none')],
+      ['training', `${t('{0} epoch(s), batch {1}, {2} at lr {3}', d.epochs, d.batch, d.optimizer, d.lr)}${d.hasLabels ? '' : t(', no labels (pure distillation)')}`],
+      ['teacher cache', `${t('{0} hits, {1} misses', d.cache.hits, d.cache.misses)}${d.cache.note ? ` (${d.cache.note})` : ''}`],
     ],
     curve: g.steps.map((s) => ({
       step: s.step,

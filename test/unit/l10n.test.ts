@@ -2,12 +2,16 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
+import { randomWarning } from '../../src/core/data/synthetic';
+import { plannedPasses, recipePasses } from '../../src/core/recipe/passes';
+import { presets } from '../../src/core/recipe/presets';
 import { repoRoot } from './helpers/paths';
 
 /**
  * The translations cannot drift from the sources: every %key% of package.json is in package.nls.json and
  * package.nls.th.json, and every message the extension host (vscode.l10n.t) or a webview (t from
- * webview/common/l10n.ts) shows has a Thai entry in l10n/bundle.l10n.th.json, found by scanning the sources.
+ * webview/common/l10n.ts) shows has a Thai entry in l10n/bundle.l10n.th.json, found by scanning the sources (plus
+ * the core's texts the host translates through a variable: command titles, goal presets, pass help).
  */
 
 const read = (file: string) => fs.readFileSync(path.join(repoRoot, file), 'utf8');
@@ -100,6 +104,16 @@ test('every vscode.l10n.t message in src/extension and every t message in webvie
   const commands = read('src/extension/commands.ts');
   const titles = /export const commandTitles = \{([\s\S]*?)\} as const;/.exec(commands)?.[1] ?? '';
   for (const m of titles.matchAll(/'whittle\.\w+': '([^']+)'/g)) found.set(m[1]!, 'src/extension/commands.ts (commandTitles)');
+  // And the Compress wizard's goal presets (core data, translated by the host in src/extension/compress.ts).
+  for (const p of presets) for (const m of [p.label, p.detail]) found.set(m, 'src/core/recipe/presets.ts');
+  // The passes' summaries and parameter help, as the Compress wizard's custom-pass forms show them.
+  for (const [name, def] of Object.entries(recipePasses)) {
+    if (plannedPasses.includes(name)) continue;
+    const shown = [...def.params, ...(def.extra ?? []).filter((x) => !def.params.some((p) => p.name === x.name))];
+    for (const m of [def.summary, ...shown.map((s) => s.help)]) found.set(m, `src/core/recipe/passes.ts (${name})`);
+  }
+  // The core's random-data warning, which the Compress wizard's data preview translates.
+  found.set(randomWarning, 'src/core/data/synthetic.ts (randomWarning)');
   const missing = [...found].filter(([m]) => !(m in bundleTh)).map(([m, file]) => `${file}: ${m}`);
   assert.deepEqual(missing, [], 'messages without a Thai entry in l10n/bundle.l10n.th.json');
   const stale = Object.keys(bundleTh).filter((k) => !found.has(k));

@@ -21,3 +21,15 @@ export function t(message: string, ...args: Array<string | number>): string {
   const text = load()[message] ?? message;
   return text.replace(/\{(\d+)\}/g, (m, i: string) => (args[Number(i)] !== undefined ? String(args[Number(i)]) : m));
 }
+
+/**
+ * Splits a translated message at its `{N}` placeholders and puts the nodes there, for messages with markup in
+ * them (a <code> path): `fill(translated, codeNode)`. Placeholders without a node stay as they are.
+ */
+export function fill(text: string, ...nodes: Node[]): Array<string | Node> {
+  return text.split(/(\{\d+\})/).flatMap((part): Array<string | Node> => {
+    const m = /^\{(\d+)\}$/.exec(part);
+    const node = m ? nodes[Number(m[1])] : undefined;
+    return node ? [node] : part ? [part] : [];
+  });
+}

@@ -2,6 +2,7 @@ import '@vscode-elements/elements/dist/vscode-button/index.js';
 import type { CompressHostRequests, CompressRequests, DataPreview, FromCompressEvent, InitEvent, ParamField, PresetPass, RecipeIssue, RunFinishedEvent, ToCompressEvent } from '../../src/protocol/compress';
 import { connect, getState, setState } from '../common/api';
 import { formatBytes, formatCount, formatNumber, h } from '../common/dom';
+import { fill, t } from '../common/l10n';
 
 /**
  * The Compress wizard: 1. the model card (and its cached sensitivity ranking), 2. a goal preset or custom passes
@@ -99,20 +100,20 @@ function startFrom(event: InitEvent): void {
   } else save({ preset: event.presets[0]?.id ?? 'custom' });
 }
 
-const stepNames = ['Model', 'Goal', 'Data', 'Review & run'];
+const stepNames = [t('Model'), t('Goal'), t('Data'), t('Review & run')];
 
 function render(): void {
   if (!init) {
-    app.replaceChildren(h('p', { class: finished?.error ? 'error' : 'muted' }, finished?.error ?? 'Reading the model…'));
+    app.replaceChildren(h('p', { class: finished?.error ? 'error' : 'muted' }, finished?.error ?? t('Reading the model…')));
     return;
   }
   const steps = h('div', { class: 'steps', role: 'tablist' }, ...stepNames.map((n, i) => h('span', { class: `step${ui.step === i + 1 ? ' current' : ''}`, 'data-step': i + 1 }, `${i + 1}. ${n}`)));
   const body = [stepModel, stepGoal, stepData, stepReview][ui.step - 1]();
-  const back = h('vscode-button', { id: 'back', secondary: true, disabled: ui.step === 1 || running }, 'Back');
+  const back = h('vscode-button', { id: 'back', secondary: true, disabled: ui.step === 1 || running }, t('Back'));
   back.addEventListener('click', () => go(ui.step - 1));
-  const next = h('vscode-button', { id: 'next', disabled: ui.step === 4 || running || (ui.step === 2 && !currentPasses().length) }, 'Next');
+  const next = h('vscode-button', { id: 'next', disabled: ui.step === 4 || running || (ui.step === 2 && !currentPasses().length) }, t('Next'));
   next.addEventListener('click', () => go(ui.step + 1));
-  app.replaceChildren(h('h1', {}, `Compress ${init.model.name}`), steps, h('section', { id: `step-${ui.step}`, 'data-step': ui.step }, ...body), h('div', { class: 'nav' }, back, next));
+  app.replaceChildren(h('h1', {}, t('Compress {0}', init.model.name)), steps, h('section', { id: `step-${ui.step}`, 'data-step': ui.step }, ...body), h('div', { class: 'nav' }, back, next));
 }
 
 function go(step: number): void {
@@ -130,25 +131,25 @@ function stepModel(): Node[] {
   const cards = h(
     'div',
     { class: 'cards', id: 'model-card' },
-    card('Parameters', formatCount(m.params), 'card-params'),
-    card('File size', formatBytes(m.fileBytes), 'card-size'),
-    card('Layers with weights', formatCount(m.layers), 'card-layers'),
-    card('Format', m.format, 'card-format'),
+    card(t('Parameters'), formatCount(m.params), 'card-params'),
+    card(t('File size'), formatBytes(m.fileBytes), 'card-size'),
+    card(t('Layers with weights'), formatCount(m.layers), 'card-layers'),
+    card(t('Format'), m.format, 'card-format'),
   );
-  const io = h('p', { class: 'muted' }, `Inputs: ${m.inputs.map((i) => `${i.name} [${(i.shape ?? []).map((d) => d ?? '?').join(', ')}]`).join('; ')}. Ops: ${m.ops.join(', ')}.`);
+  const io = h('p', { class: 'muted' }, t('Inputs: {0}. Ops: {1}.', m.inputs.map((i) => `${i.name} [${(i.shape ?? []).map((d) => d ?? '?').join(', ')}]`).join('; '), m.ops.join(', ')));
   const out: Node[] = [h('p', { class: 'mono', id: 'model-file' }, m.file), cards, io];
   if (m.sensitivity) {
     out.push(
-      h('h2', {}, 'Layer sensitivity (cached analysis)'),
-      h('p', { class: m.sensitivity.stale ? 'warning' : 'muted' }, `${m.sensitivity.stale ? 'The model changed since this analysis ran. ' : ''}On ${m.sensitivity.data}, ${m.sensitivity.metric}; most sensitive first.`),
+      h('h2', {}, t('Layer sensitivity (cached analysis)')),
+      h('p', { class: m.sensitivity.stale ? 'warning' : 'muted' }, `${m.sensitivity.stale ? `${t('The model changed since this analysis ran.')} ` : ''}${t('On {0}, {1}; most sensitive first.', m.sensitivity.data, m.sensitivity.metric)}`),
       h(
         'table',
         { id: 'sensitivity-ranking' },
-        h('thead', {}, h('tr', {}, h('th', {}, '#'), h('th', {}, 'Layer'), h('th', { class: 'num' }, 'Score'), h('th', {}, 'Your choice'))),
+        h('thead', {}, h('tr', {}, h('th', {}, '#'), h('th', {}, t('Layer')), h('th', { class: 'num' }, t('Score')), h('th', {}, t('Your choice')))),
         h('tbody', {}, ...m.sensitivity.ranking.map((r, i) => h('tr', { 'data-layer': r.layer }, h('td', {}, i + 1), h('td', { class: 'mono' }, r.layer), h('td', { class: 'num' }, formatNumber(r.cost)), h('td', {}, r.choice ?? '')))),
       ),
     );
-  } else out.push(h('p', { class: 'muted', id: 'no-sensitivity' }, 'No sensitivity analysis yet: Whittle: Analyze Layer Sensitivity ranks the layers, and its per-layer choices show here.'));
+  } else out.push(h('p', { class: 'muted', id: 'no-sensitivity' }, t('No sensitivity analysis yet: Whittle: Analyze Layer Sensitivity ranks the layers, and its per-layer choices show here.')));
   return out;
 }
 
@@ -164,18 +165,18 @@ function stepGoal(): Node[] {
     }),
   );
   choices.push(
-    choiceRow('preset', 'custom', ui.preset === 'custom', 'Custom passes', 'build the chain yourself from the passes\' parameters', () => {
+    choiceRow('preset', 'custom', ui.preset === 'custom', t('Custom passes'), t('build the chain yourself from the passes\' parameters'), () => {
       // Start from the preset that was selected, so a small change is a small edit.
       const from = init!.presets.find((p) => p.id === ui.preset);
       save({ preset: 'custom', custom: ui.custom.length ? ui.custom : (from?.passes ?? []).map((p) => ({ ...p })) });
       render();
     }),
   );
-  const out: Node[] = [h('h2', {}, 'What do you want?'), h('div', { id: 'presets' }, ...choices)];
+  const out: Node[] = [h('h2', {}, t('What do you want?')), h('div', { id: 'presets' }, ...choices)];
   if (ui.preset === 'custom') out.push(customEditor());
   else {
     const p = init!.presets.find((x) => x.id === ui.preset);
-    if (p) out.push(h('p', { class: 'muted', id: 'preset-passes' }, `Passes: ${p.passes.map(passText).join(' → ')}${p.maxDrop !== undefined ? `; chain budget ${p.maxDrop} pt` : ''}`));
+    if (p) out.push(h('p', { class: 'muted', id: 'preset-passes' }, `${t('Passes: {0}', p.passes.map(passText).join(' → '))}${p.maxDrop !== undefined ? t('; chain budget {0} pt', p.maxDrop) : ''}`));
   }
   return out;
 }
@@ -195,7 +196,7 @@ function choiceRow(name: string, value: string, checked: boolean, label: string,
 /** Custom passes: one form per pass, generated from its parameter table. */
 function customEditor(): HTMLElement {
   const forms = ui.custom.map((p, i) => passEditor(p, i));
-  const add = h('select', { id: 'add-pass' }, h('option', { value: '' }, 'Add a pass…'), ...init!.passes.map((f) => h('option', { value: f.pass }, f.pass)));
+  const add = h('select', { id: 'add-pass' }, h('option', { value: '' }, t('Add a pass…')), ...init!.passes.map((f) => h('option', { value: f.pass }, f.pass)));
   add.addEventListener('change', () => {
     const form = init!.passes.find((f) => f.pass === add.value);
     if (!form) return;
@@ -207,13 +208,13 @@ function customEditor(): HTMLElement {
 
 function passEditor(p: PresetPass, index: number): HTMLElement {
   const form = init!.passes.find((f) => f.pass === p.pass);
-  const remove = h('vscode-button', { secondary: true, class: 'remove-pass' }, 'Remove');
+  const remove = h('vscode-button', { secondary: true, class: 'remove-pass' }, t('Remove'));
   remove.addEventListener('click', () => {
     save({ custom: ui.custom.filter((_, i) => i !== index) });
     render();
   });
   const header = h('div', { class: 'form-row' }, h('strong', {}, `${index + 1}. ${p.pass}`), remove);
-  if (!form) return h('div', { class: 'pass-form', 'data-pass': p.pass }, header, h('p', { class: 'warning' }, `No form for the '${p.pass}' pass in this version; edit it in the recipe JSON.`));
+  if (!form) return h('div', { class: 'pass-form', 'data-pass': p.pass }, header, h('p', { class: 'warning' }, t('No form for the \'{0}\' pass in this version; edit it in the recipe JSON.', p.pass)));
   return h('div', { class: 'pass-form', 'data-pass': p.pass }, header, h('p', { class: 'muted' }, form.summary), ...form.params.map((f) => paramInput(f, p, index)));
 }
 
@@ -231,7 +232,7 @@ function paramInput(f: ParamField, p: PresetPass, index: number): HTMLElement {
   let input: HTMLElement;
   if (f.type === 'enum' || f.type === 'boolean') {
     const options = f.type === 'boolean' ? ['true', 'false'] : (f.choices ?? []);
-    const select = h('select', { id, 'data-param': f.name }, h('option', { value: '' }, dflt ? `default (${dflt})` : 'default'), ...options.map((c) => h('option', { value: c, selected: value !== undefined && String(value) === c }, c)));
+    const select = h('select', { id, 'data-param': f.name }, h('option', { value: '' }, dflt ? t('default ({0})', dflt) : t('default')), ...options.map((c) => h('option', { value: c, selected: value !== undefined && String(value) === c }, c)));
     select.addEventListener('change', () => set(select.value === '' ? undefined : f.type === 'boolean' ? select.value === 'true' : select.value));
     input = select;
   } else {
@@ -239,7 +240,7 @@ function paramInput(f: ParamField, p: PresetPass, index: number): HTMLElement {
       id,
       'data-param': f.name,
       type: f.type === 'number' ? 'number' : 'text',
-      placeholder: dflt ? `default ${dflt}` : '',
+      placeholder: dflt ? t('default {0}', dflt) : '',
       value: value === undefined ? '' : Array.isArray(value) ? value.join(',') : String(value),
       ...(f.min !== undefined ? { min: f.min } : {}),
       ...(f.max !== undefined ? { max: f.max } : {}),
@@ -268,12 +269,12 @@ function dataSpec(): string {
 
 function stepData(): Node[] {
   const preset = init!.presets.find((p) => p.id === ui.preset);
-  const pathInput = h('input', { type: 'text', id: 'data-spec', value: ui.dataPath, placeholder: 'a file, a folder, a *.dataset.json, optionally #A:B', style: 'width: 60%' });
+  const pathInput = h('input', { type: 'text', id: 'data-spec', value: ui.dataPath, placeholder: t('a file, a folder, a *.dataset.json, optionally #A:B'), style: 'width: 60%' });
   pathInput.addEventListener('change', () => {
     save({ dataPath: pathInput.value, dataMode: 'path' });
     render();
   });
-  const browse = h('vscode-button', { id: 'data-browse', secondary: true }, 'Browse…');
+  const browse = h('vscode-button', { id: 'data-browse', secondary: true }, t('Browse…'));
   browse.addEventListener('click', async () => {
     const picked = await rpc.request('pickData', {});
     if (picked) {
@@ -286,19 +287,19 @@ function stepData(): Node[] {
   const seed = h('input', { type: 'number', id: 'data-seed', min: 0, value: ui.seed, style: 'width: 6em' });
   seed.addEventListener('change', () => save({ seed: Math.max(0, Math.round(Number(seed.value) || 0)) }));
   const out: Node[] = [
-    h('h2', {}, 'Data to calibrate and evaluate on'),
-    choiceRow('data', 'path', ui.dataMode === 'path', 'A file or folder', 'MNIST idx (.gz), an image folder (class sub-folders are labels), .npy/.npz, input_N.pb, or a *.dataset.json manifest', () => {
+    h('h2', {}, t('Data to calibrate and evaluate on')),
+    choiceRow('data', 'path', ui.dataMode === 'path', t('A file or folder'), t('MNIST idx (.gz), an image folder (class sub-folders are labels), .npy/.npz, input_N.pb, or a *.dataset.json manifest'), () => {
       save({ dataMode: 'path' });
       render();
     }),
     h('div', { class: 'form-row' }, pathInput, browse),
-    choiceRow('data', 'random', ui.dataMode === 'random', 'Random inputs', 'no data needed: measures agreement with the original model, not accuracy', () => {
+    choiceRow('data', 'random', ui.dataMode === 'random', t('Random inputs'), t('no data needed: measures agreement with the original model, not accuracy'), () => {
       save({ dataMode: 'random' });
       render();
     }),
-    h('div', { class: 'form-row' }, h('label', { for: 'data-limit' }, 'Samples'), limit, h('label', { for: 'data-seed' }, 'Seed'), seed),
+    h('div', { class: 'form-row' }, h('label', { for: 'data-limit' }, t('Samples')), limit, h('label', { for: 'data-seed' }, t('Seed')), seed),
   ];
-  if (dataSpec() === 'random' && preset?.wantsData) out.push(h('p', { class: 'warning', id: 'random-warning' }, `“${preset.label}” calibrates or budgets on the data: on random inputs the result is not representative of real inputs.`));
+  if (dataSpec() === 'random' && preset?.wantsData) out.push(h('p', { class: 'warning', id: 'random-warning' }, t('“{0}” calibrates or budgets on the data: on random inputs the result is not representative of real inputs.', preset.label)));
   const box = h('div', { id: 'data-preview' });
   out.push(box);
   void showPreview(box);
@@ -308,7 +309,7 @@ function stepData(): Node[] {
 async function showPreview(box: HTMLElement): Promise<void> {
   const spec = dataSpec();
   if (previewFor !== spec || !preview) {
-    box.replaceChildren(h('p', { class: 'muted' }, 'Reading the first samples…'));
+    box.replaceChildren(h('p', { class: 'muted' }, t('Reading the first samples…')));
     previewFor = spec;
     try {
       preview = await rpc.request('previewData', { data: spec });
@@ -321,7 +322,7 @@ async function showPreview(box: HTMLElement): Promise<void> {
   box.replaceChildren(
     h('p', { class: 'muted', id: 'data-description' }, p.description),
     ...(p.warning ? [h('p', { class: 'warning' }, p.warning)] : []),
-    h('div', { class: 'preview' }, ...p.samples.map((s, i) => h('figure', { 'data-sample': i }, s.url ? h('img', { src: s.url, alt: s.label ?? `sample ${i}` }) : grayCanvas(s), h('figcaption', {}, s.label ?? `#${i}`)))),
+    h('div', { class: 'preview' }, ...p.samples.map((s, i) => h('figure', { 'data-sample': i }, s.url ? h('img', { src: s.url, alt: s.label ?? t('sample {0}', i) }) : grayCanvas(s), h('figcaption', {}, s.label ?? `#${i}`)))),
   );
 }
 
@@ -356,7 +357,7 @@ async function validate(): Promise<void> {
   try {
     parsed = JSON.parse(ui.recipeText);
   } catch (err) {
-    issues = [{ path: '', message: `not JSON: ${err instanceof Error ? err.message : String(err)}` }];
+    issues = [{ path: '', message: t('not JSON: {0}', err instanceof Error ? err.message : String(err)) }];
     renderIssues();
     return;
   }
@@ -380,7 +381,7 @@ function stepReview(): Node[] {
     clearTimeout(timer);
     timer = setTimeout(() => void validate(), 300);
   });
-  const run = h('vscode-button', { id: 'run', disabled: running || issues.length > 0 }, 'Run');
+  const run = h('vscode-button', { id: 'run', disabled: running || issues.length > 0 }, t('Run'));
   run.addEventListener('click', () => {
     let recipe: unknown;
     try {
@@ -390,15 +391,15 @@ function stepReview(): Node[] {
     }
     running = true;
     finished = undefined;
-    progress = { message: 'Starting…' };
+    progress = { message: t('Starting…') };
     rpc.sendEvent({ type: 'run', recipe });
     render();
   });
-  const cancel = h('vscode-button', { id: 'cancel', secondary: true, disabled: !running }, 'Cancel');
+  const cancel = h('vscode-button', { id: 'cancel', secondary: true, disabled: !running }, t('Cancel'));
   cancel.addEventListener('click', () => rpc.sendEvent({ type: 'cancel' }));
   const out: Node[] = [
-    h('h2', {}, 'Review the recipe'),
-    h('p', { class: 'muted' }, 'Saved as ', h('code', { id: 'recipe-file' }, init!.recipeRelative), ' when you press Run; run it again any time from its ▶ Run recipe CodeLens or with ', h('code', {}, `whittle run ${init!.recipeRelative}`), '.'),
+    h('h2', {}, t('Review the recipe')),
+    h('p', { class: 'muted' }, ...fill(t('Saved as {0} when you press Run; run it again any time from its ▶ Run recipe CodeLens or with {1}.'), h('code', { id: 'recipe-file' }, init!.recipeRelative), h('code', {}, `whittle run ${init!.recipeRelative}`))),
     text,
     h('div', { id: 'recipe-issues' }),
     h('div', { class: 'nav' }, run, cancel),
@@ -407,13 +408,13 @@ function stepReview(): Node[] {
   ];
   if (finished?.result) {
     const r = finished.result;
-    const open = h('vscode-button', { id: 'open-report', secondary: true }, 'Open report');
+    const open = h('vscode-button', { id: 'open-report', secondary: true }, t('Open report'));
     open.addEventListener('click', () => rpc.sendEvent({ type: 'openReport' }));
     out.push(
       h(
         'div',
         { id: 'run-result' },
-        h('p', {}, `Wrote `, h('code', { id: 'result-output' }, r.output)),
+        h('p', {}, ...fill(t('Wrote {0}'), h('code', { id: 'result-output' }, r.output))),
         h('p', { class: 'muted' }, 'SHA-256 ', h('code', { id: 'result-sha256' }, r.sha256)),
         ...r.warnings.map((w) => h('p', { class: 'warning' }, w)),
         open,
@@ -429,11 +430,11 @@ function renderIssuesSoon(): void {
 }
 
 function statusText(): string {
-  if (running) return progress ? `${progress.fraction !== undefined ? `${Math.round(progress.fraction * 100)}% · ` : ''}${progress.message}` : 'Running…';
-  if (finished?.result) return `Done: ${finished.result.summary}. The report is open.`;
-  if (finished?.cancelled) return 'Cancelled: nothing was written. Ready.';
+  if (running) return progress ? `${progress.fraction !== undefined ? `${Math.round(progress.fraction * 100)}% · ` : ''}${progress.message}` : t('Running…');
+  if (finished?.result) return t('Done: {0}. The report is open.', finished.result.summary);
+  if (finished?.cancelled) return t('Cancelled: nothing was written. Ready.');
   if (finished?.error) return finished.error;
-  return 'Ready.';
+  return t('Ready.');
 }
 
 function updateProgress(): void {

@@ -3,6 +3,7 @@ import { axisBottom, axisLeft, line, scaleBand, scaleLinear, select } from 'd3';
 import type { FromTrainingEvent, RunStartedEvent, ToTrainingEvent, TrainingDiagnostics, TrainingPoint, TrainingReport, TrainingRequests } from '../../src/protocol/training';
 import { connect } from '../common/api';
 import { formatBytes, formatCount, formatNumber, h } from '../common/dom';
+import { fill, t } from '../common/l10n';
 import { addPoint, finalPoints, rowShares, seriesOf, topK, type SeriesKey } from './series';
 import css from './training.css';
 
@@ -27,15 +28,15 @@ let cancelMs: number | undefined;
 
 const colour = (c: string) => `var(--vscode-charts-${c})`;
 const seriesStyle: Record<SeriesKey, { label: string; colour: string; dashed?: boolean }> = {
-  loss: { label: 'loss', colour: colour('blue') },
-  ce: { label: 'CE (labels)', colour: colour('orange'), dashed: true },
-  kd: { label: 'KD (soft targets)', colour: colour('purple'), dashed: true },
-  feature: { label: 'feature', colour: colour('green'), dashed: true },
-  accuracy: { label: 'eval accuracy', colour: colour('green') },
-  trainAccuracy: { label: 'batch accuracy', colour: colour('green'), dashed: true },
-  agreement: { label: 'teacher agreement', colour: colour('purple') },
-  lr: { label: 'learning rate', colour: colour('yellow') },
-  samplesPerSec: { label: 'samples/s', colour: colour('red') },
+  loss: { label: t('loss'), colour: colour('blue') },
+  ce: { label: t('CE (labels)'), colour: colour('orange'), dashed: true },
+  kd: { label: t('KD (soft targets)'), colour: colour('purple'), dashed: true },
+  feature: { label: t('feature'), colour: colour('green'), dashed: true },
+  accuracy: { label: t('eval accuracy'), colour: colour('green') },
+  trainAccuracy: { label: t('batch accuracy'), colour: colour('green'), dashed: true },
+  agreement: { label: t('teacher agreement'), colour: colour('purple') },
+  lr: { label: t('learning rate'), colour: colour('yellow') },
+  samplesPerSec: { label: t('samples/s'), colour: colour('red') },
 };
 
 const rpc = connect<TrainingRequests, TrainingRequests, FromTrainingEvent, ToTrainingEvent>({}, (event) => {
@@ -47,7 +48,7 @@ const rpc = connect<TrainingRequests, TrainingRequests, FromTrainingEvent, ToTra
       running = true;
       cancelClickedAt = undefined;
       cancelMs = undefined;
-      status = 'Starting…';
+      status = t('Starting…');
       statusClass = 'muted';
       render();
       break;
@@ -55,7 +56,7 @@ const rpc = connect<TrainingRequests, TrainingRequests, FromTrainingEvent, ToTra
       // A step that arrives after the end (a cancelled worker draining) changes nothing.
       if (!running) return;
       points = addPoint(points, event.point);
-      status = `Step ${event.point.step} of ${event.point.totalSteps}${event.point.epoch !== undefined ? ` · epoch ${event.point.epoch + 1}` : ''}`;
+      status = `${t('Step {0} of {1}', event.point.step, event.point.totalSteps)}${event.point.epoch !== undefined ? ` · ${t('epoch {0}', event.point.epoch + 1)}` : ''}`;
       render();
       break;
     case 'runProgress':
@@ -68,14 +69,14 @@ const rpc = connect<TrainingRequests, TrainingRequests, FromTrainingEvent, ToTra
       if (event.report) {
         report = event.report;
         points = finalPoints(points, event.report);
-        status = 'Done.';
+        status = t('Done.');
         statusClass = 'muted';
       } else if (event.cancelled) {
         if (cancelClickedAt !== undefined) cancelMs = Math.round(performance.now() - cancelClickedAt);
-        status = 'Cancelled: no output was written.';
+        status = t('Cancelled: no output was written.');
         statusClass = 'warning';
       } else {
-        status = `Failed: ${event.error}`;
+        status = t('Failed: {0}', String(event.error));
         statusClass = 'error';
       }
       render();
@@ -98,7 +99,7 @@ function updateStatus(): void {
 function render(): void {
   app.removeAttribute('aria-busy');
   if (!run) {
-    app.replaceChildren(h('p', { class: 'muted' }, 'Run Whittle: Fine-tune… or Whittle: Distill… on a model to watch its training here.'));
+    app.replaceChildren(h('p', { class: 'muted' }, t('Run Whittle: Fine-tune… or Whittle: Distill… on a model to watch its training here.')));
     return;
   }
   const distill = run.kind === 'distill';
@@ -115,7 +116,7 @@ function render(): void {
               cancelClickedAt = performance.now();
               rpc.sendEvent({ type: 'cancel' });
             },
-          }, 'Cancel')
+          }, t('Cancel'))
         : null,
       h('div', { id: 'training-status', class: `progress-line ${statusClass}`, 'data-state': running ? 'running' : report ? 'done' : 'stopped', 'data-cancel-ms': cancelMs }, status),
     ),
@@ -123,10 +124,10 @@ function render(): void {
     h(
       'div',
       { class: 'chart-grid' },
-      chart('loss', distill ? 'Loss and its parts' : 'Training loss', ['loss', 'ce', 'kd', 'feature']),
-      chart('accuracy', distill ? 'Accuracy and agreement with the teacher' : 'Evaluation accuracy', ['accuracy', 'trainAccuracy', 'agreement'], [0, 1]),
-      chart('lr', 'Learning rate', ['lr']),
-      chart('throughput', 'Samples per second', ['samplesPerSec']),
+      chart('loss', distill ? t('Loss and its parts') : t('Training loss'), ['loss', 'ce', 'kd', 'feature']),
+      chart('accuracy', distill ? t('Accuracy and agreement with the teacher') : t('Evaluation accuracy'), ['accuracy', 'trainAccuracy', 'agreement'], [0, 1]),
+      chart('lr', t('Learning rate'), ['lr']),
+      chart('throughput', t('Samples per second'), ['samplesPerSec']),
     ),
     report ? reportSection(report) : '',
   );
@@ -141,12 +142,12 @@ function liveCards(): HTMLElement {
   return h(
     'div',
     { class: 'cards', id: 'live-cards' },
-    card('card-step', 'step', lastPoint ? `${lastPoint.step} / ${lastPoint.totalSteps}` : '–'),
-    card('card-loss', 'loss', formatNumber(last('loss'))),
-    card('card-accuracy', 'eval accuracy', pct(last('accuracy'))),
-    ...(run?.kind === 'distill' ? [card('card-agreement', 'teacher agreement', pct(last('agreement')))] : []),
-    card('card-lr', 'learning rate', formatNumber(last('lr'))),
-    card('card-speed', 'samples/s', last('samplesPerSec') === undefined ? '–' : String(Math.round(last('samplesPerSec')!))),
+    card('card-step', t('step'), lastPoint ? `${lastPoint.step} / ${lastPoint.totalSteps}` : '–'),
+    card('card-loss', t('loss'), formatNumber(last('loss'))),
+    card('card-accuracy', t('eval accuracy'), pct(last('accuracy'))),
+    ...(run?.kind === 'distill' ? [card('card-agreement', t('teacher agreement'), pct(last('agreement')))] : []),
+    card('card-lr', t('learning rate'), formatNumber(last('lr'))),
+    card('card-speed', t('samples/s'), last('samplesPerSec') === undefined ? '–' : String(Math.round(last('samplesPerSec')!))),
   );
 }
 
@@ -200,22 +201,30 @@ function chart(name: string, title: string, keys: SeriesKey[], yFixed?: [number,
         .attr('r', 2.5)
         .attr('fill', style.colour)
         .append('title')
-        .text((p) => `step ${p.x}: ${formatNumber(p.y)}`);
+        .text((p) => t('step {0}: {1}', p.x, formatNumber(p.y)));
     }
   }
-  if (!drawn.length) svg.append('text').attr('class', 'readout').attr('x', width / 2).attr('y', height / 2).attr('text-anchor', 'middle').text(running ? 'waiting for the first numbers…' : 'not measured');
+  if (!drawn.length) svg.append('text').attr('class', 'readout').attr('x', width / 2).attr('y', height / 2).attr('text-anchor', 'middle').text(running ? t('waiting for the first numbers…') : t('not measured'));
   const legend = h('div', { class: 'legend' }, ...drawn.map((s) => h('span', { class: 'legend-item' }, h('span', { class: 'swatch', style: `background:${seriesStyle[s.key].colour}` }), seriesStyle[s.key].label)));
   return h('section', { class: 'chart-box' }, h('h3', {}, title), svg.node()!, legend);
 }
 
 /** The final report: before/after, size, output and its buttons, then the distillation diagnostics. */
 function reportSection(r: TrainingReport): HTMLElement {
-  const pct = (v: number | undefined) => (v === undefined ? 'n/a' : `${(v * 100).toFixed(2)}%`);
+  const pct = (v: number | undefined) => (v === undefined ? t('n/a') : `${(v * 100).toFixed(2)}%`);
   const distill = r.kind === 'distill';
-  const change = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined ? `${b >= a ? '+' : ''}${((b - a) * 100).toFixed(2)} pt` : '');
+  const change = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined ? t('{0} pt', `${b >= a ? '+' : ''}${((b - a) * 100).toFixed(2)}`) : '');
   const ratio = (a: number, b: number) => `${(b / Math.max(1, a)).toFixed(2)}x`;
   // Fine-tune: before | after | change. Distill: teacher | student at the start | distilled student | vs the teacher.
-  const head = distill ? ['teacher', 'student (start)', 'student (distilled)', 'vs teacher'] : ['before', 'after', 'change'];
+  const head = distill ? [t('teacher'), t('student (start)'), t('student (distilled)'), t('vs teacher')] : [t('before'), t('after'), t('change')];
+  // The rows' keys stay English (data-row, which the e2e tests select by); their labels are translated.
+  const rowLabel: Record<string, string> = {
+    accuracy: t('accuracy'),
+    size: t('size'),
+    parameters: t('parameters'),
+    'nonzero parameters': t('nonzero parameters'),
+    'latency (ms, median)': t('latency (ms, median)'),
+  };
   const rows: Array<[string, ...string[]]> = distill
     ? [
         ['accuracy', pct(r.accuracy.teacher), pct(r.accuracy.before), pct(r.accuracy.after), change(r.accuracy.teacher, r.accuracy.after)],
@@ -232,29 +241,41 @@ function reportSection(r: TrainingReport): HTMLElement {
   return h(
     'section',
     { id: 'training-report', 'data-kind': r.kind },
-    h('h2', {}, 'Report'),
+    h('h2', {}, t('Report')),
     h(
       'table',
       { class: 'report-table' },
       h('tr', {}, h('th', {}, ''), ...head.map((c) => h('th', { class: 'num' }, c))),
-      ...rows.map(([k, ...cells]) => h('tr', { 'data-row': k }, h('th', {}, k), ...cells.map((c) => h('td', { class: 'num' }, c)))),
+      ...rows.map(([k, ...cells]) => h('tr', { 'data-row': k }, h('th', {}, rowLabel[k] ?? k), ...cells.map((c) => h('td', { class: 'num' }, c)))),
     ),
     h(
       'p',
       { class: 'muted' },
-      `${r.steps} steps${r.samplesPerSec ? `, ${r.samplesPerSec} samples/s` : ''}${r.samples ? `; measured on ${r.samples} samples` : ''}${r.agreement !== undefined ? `; top-1 agreement with the ${distill ? 'teacher' : 'original'} ${pct(r.agreement)}` : ''}${r.best ? `; kept the weights of step ${r.best.step} (${pct(r.best.accuracy)})` : ''}.`,
+      `${t('{0} steps', r.steps)}${r.samplesPerSec ? t(', {0} samples/s', r.samplesPerSec) : ''}${r.samples ? t('; measured on {0} samples', r.samples) : ''}${r.agreement !== undefined ? (distill ? t('; top-1 agreement with the teacher {0}', pct(r.agreement)) : t('; top-1 agreement with the original {0}', pct(r.agreement))) : ''}${r.best ? t('; kept the weights of step {0} ({1})', r.best.step, pct(r.best.accuracy)) : ''}.`,
     ),
-    r.settings ? h('table', { class: 'facts', id: 'distill-settings' }, ...r.settings.map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', {}, v)))) : '',
-    h('p', {}, 'Output: ', h('code', { id: 'training-output' }, r.output)),
+    r.settings ? h('table', { class: 'facts', id: 'distill-settings' }, ...r.settings.map(([k, v]) => h('tr', {}, h('th', {}, settingLabel(k)), h('td', {}, v)))) : '',
+    h('p', {}, ...fill(t('Output: {0}'), h('code', { id: 'training-output' }, r.output))),
     h(
       'div',
       { class: 'toolbar' },
-      h('vscode-button', { id: 'open-inspector', onclick: () => rpc.sendEvent({ type: 'open', file: r.output, as: 'inspector' }) }, 'Open in Inspector'),
-      r.reportFile ? h('vscode-button', { id: 'open-report', secondary: true, onclick: () => rpc.sendEvent({ type: 'open', file: r.reportFile!, as: 'text' }) }, 'Open report.md') : null,
+      h('vscode-button', { id: 'open-inspector', onclick: () => rpc.sendEvent({ type: 'open', file: r.output, as: 'inspector' }) }, t('Open in Inspector')),
+      r.reportFile ? h('vscode-button', { id: 'open-report', secondary: true, onclick: () => rpc.sendEvent({ type: 'open', file: r.reportFile!, as: 'text' }) }, t('Open report.md')) : null,
     ),
     ...r.warnings.map((w) => h('p', { class: 'warning' }, `⚠ ${w}`)),
     r.diagnostics ? diagnosticsSection(r.diagnostics) : '',
   );
+}
+
+/** A distillation setting's label (the host sends English keys). */
+function settingLabel(key: string): string {
+  const labels: Record<string, string> = {
+    student: t('student'),
+    temperature: t('temperature'),
+    'feature pairs': t('feature pairs'),
+    training: t('training'),
+    'teacher cache': t('teacher cache'),
+  };
+  return labels[key] ?? key;
 }
 
 function diagnosticsSection(d: TrainingDiagnostics): HTMLElement {
@@ -262,7 +283,7 @@ function diagnosticsSection(d: TrainingDiagnostics): HTMLElement {
   return h(
     'section',
     { id: 'distill-diagnostics' },
-    h('h2', {}, 'Distillation diagnostics'),
+    h('h2', {}, t('Distillation diagnostics')),
     h(
       'div',
       { class: 'heatmap-row' },
@@ -270,16 +291,16 @@ function diagnosticsSection(d: TrainingDiagnostics): HTMLElement {
         ? h(
             'section',
             {},
-            h('h3', {}, 'Student vs teacher (share of each teacher class)'),
-            matrixHeatmap('confusion', rowShares(d.confusion), classes, classes, 'teacher class', 'student class', (i, j) => `teacher ${classes[i]} → student ${classes[j]}: ${d.confusion![i][j]} samples`),
+            h('h3', {}, t('Student vs teacher (share of each teacher class)')),
+            matrixHeatmap('confusion', rowShares(d.confusion), classes, classes, t('teacher class'), t('student class'), (i, j) => t('teacher {0} → student {1}: {2} samples', classes[i] ?? i, classes[j] ?? j, d.confusion![i][j])),
           )
         : '',
       d.layerSimilarity
         ? h(
             'section',
             {},
-            h('h3', {}, `Layer similarity (${d.layerSimilarity.metric})`),
-            matrixHeatmap('layer-similarity', d.layerSimilarity.values, d.layerSimilarity.teacher, d.layerSimilarity.student, 'teacher layer', 'student layer', (i, j) => `${d.layerSimilarity!.teacher[i]} ~ ${d.layerSimilarity!.student[j]}: ${formatNumber(d.layerSimilarity!.values[i][j])}`),
+            h('h3', {}, t('Layer similarity ({0})', d.layerSimilarity.metric)),
+            matrixHeatmap('layer-similarity', d.layerSimilarity.values, d.layerSimilarity.teacher, d.layerSimilarity.student, t('teacher layer'), t('student layer'), (i, j) => `${d.layerSimilarity!.teacher[i]} ~ ${d.layerSimilarity!.student[j]}: ${formatNumber(d.layerSimilarity!.values[i][j])}`),
           )
         : '',
     ),
@@ -326,7 +347,7 @@ function matrixHeatmap(id: string, values: number[][], rows: string[], cols: str
     .attr('transform', (_, j) => `translate(${x(j)! + cell / 2 + 4},${m.t + rows.length * cell + 4}) rotate(-90)`)
     .attr('text-anchor', 'end')
     .text(label);
-  return h('div', {}, h('div', { class: 'muted matrix-note' }, `rows: ${rowTitle} · columns: ${colTitle}`), svg.node()!);
+  return h('div', {}, h('div', { class: 'muted matrix-note' }, t('rows: {0} · columns: {1}', rowTitle, colTitle)), svg.node()!);
 }
 
 /** Teacher vs student probabilities, side by side per class, for a few samples; the top two are spelled out. */
@@ -336,12 +357,12 @@ function softLabels(samples: NonNullable<TrainingDiagnostics['softLabels']>): HT
   return h(
     'section',
     { id: 'soft-labels' },
-    h('h3', {}, 'Soft labels: teacher vs student probabilities'),
+    h('h3', {}, t('Soft labels: teacher vs student probabilities')),
     h(
       'div',
       { class: 'legend' },
-      h('span', { class: 'legend-item' }, h('span', { class: 'swatch', style: `background:${colour('blue')}` }), 'teacher'),
-      h('span', { class: 'legend-item' }, h('span', { class: 'swatch', style: `background:${colour('orange')}` }), 'student'),
+      h('span', { class: 'legend-item' }, h('span', { class: 'swatch', style: `background:${colour('blue')}` }), t('teacher')),
+      h('span', { class: 'legend-item' }, h('span', { class: 'swatch', style: `background:${colour('orange')}` }), t('student')),
     ),
     h(
       'div',
@@ -370,13 +391,13 @@ function softLabels(samples: NonNullable<TrainingDiagnostics['softLabels']>): HT
             .attr('height', (p) => y(0) - y(p))
             .attr('fill', colour(c))
             .append('title')
-            .text((p, k) => `${who}, class ${k}: ${p.toFixed(3)}`);
+            .text((p, k) => t('{0}, class {1}: {2}', who === 'teacher' ? t('teacher') : t('student'), k, p.toFixed(3)));
         }
         return h(
           'figure',
           { class: 'soft-sample' },
           svg.node()!,
-          h('figcaption', { class: 'mono' }, `sample ${s.sample}${s.label !== undefined ? ` (label ${s.label})` : ''}: teacher ${fmt(s.teacher)} · student ${fmt(s.student)}`),
+          h('figcaption', { class: 'mono' }, s.label !== undefined ? t('sample {0} (label {1}): teacher {2} · student {3}', s.sample, s.label, fmt(s.teacher), fmt(s.student)) : t('sample {0}: teacher {1} · student {2}', s.sample, fmt(s.teacher), fmt(s.student))),
         );
       }),
     ),
