@@ -6,6 +6,7 @@ import { reportHtml } from '../core/report/render';
 import type { ReportData } from '../core/report/types';
 import type { EpName } from '../core/runtime/ep';
 import type { Engine } from './engine';
+import { escapeHtml, makeNonce } from './webviewHtml';
 
 /** The Report panel's view type. */
 export const reportViewType = 'whittle.report';
@@ -92,17 +93,6 @@ export function withToolbar(html: string): string {
   let out = /<head[^>]*>/i.test(page) ? page.replace(/<head[^>]*>/i, (m) => `${m}${csp}`) : `${csp}${page}`;
   out = /<body[^>]*>/i.test(out) ? out.replace(/<body[^>]*>/i, (m) => `${m}${toolbar}`) : `${out}${toolbar}`;
   return out;
-}
-
-function makeNonce(): string {
-  const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-  let out = '';
-  for (let i = 0; i < 32; i++) out += chars[Math.floor(Math.random() * chars.length)];
-  return out;
-}
-
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 /**

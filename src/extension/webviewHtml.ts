@@ -41,13 +41,15 @@ export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, o
 </html>`;
 }
 
-function makeNonce(): string {
+/** A random nonce for a webview's Content-Security-Policy script-src. */
+export function makeNonce(): string {
   const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
   let out = '';
   for (let i = 0; i < 32; i++) out += chars[Math.floor(Math.random() * chars.length)];
   return out;
 }
 
-function escapeHtml(s: string): string {
+/** Text made safe to put in HTML. */
+export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }

@@ -3,11 +3,12 @@ import { createHash } from 'node:crypto';
 import * as os from 'node:os';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Frame, Locator, Page } from 'playwright-core';
+import type { Frame, Page } from 'playwright-core';
 import { repoRoot } from '../../scripts/codeServer';
 import { sampleModelName } from '../../scripts/sampleWorkspace';
 import { sampleModelParams } from '../../src/core/samples/sampleModel';
 import { check, type Steps } from './lib/steps';
+import { openUntil, quickOpen } from './lib/workbench';
 
 /**
  * The Compress wizard in real VS Code (called from test/e2e/run.ts after the other UI steps, or alone by
@@ -265,33 +266,6 @@ async function explorerCompress(page: Page): Promise<void> {
 
 function sha256(file: string): string {
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-}
-
-async function openUntil(page: Page, open: () => Promise<void>, target: Locator, tries = 20): Promise<void> {
-  for (let i = 0; ; i++) {
-    await open();
-    try {
-      await target.waitFor({ timeout: 3000 });
-      return;
-    } catch (err) {
-      if (i >= tries) throw err;
-      await page.keyboard.press('Escape');
-      await page.waitForTimeout(1000);
-    }
-  }
-}
-
-/** Opens a workspace file by name through Quick Open (Ctrl+P). */
-async function quickOpen(page: Page, name: string): Promise<void> {
-  const input = page.locator('.quick-input-widget input');
-  const row = page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first();
-  await openUntil(page, async () => {
-    await page.keyboard.press('Control+P');
-    await input.waitFor({ state: 'visible' });
-    await input.fill(name);
-  }, row);
-  await page.keyboard.press('Enter');
-  await page.locator('.tabs-container .tab', { hasText: name }).first().waitFor({ timeout: 15_000 });
 }
 
 /** Polls every frame of the page for one that holds `selector` (webviews nest iframes, and several may be open). */

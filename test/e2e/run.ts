@@ -11,6 +11,7 @@ import { sampleModelParams } from '../../src/core/samples/sampleModel';
 import type { Frame } from 'playwright-core';
 import { launchBrowser, type Browser } from './lib/browser';
 import { check, Steps } from './lib/steps';
+import { openUntil, runFromPalette } from './lib/workbench';
 import { compressWizardSteps } from './compress';
 import { polishSteps } from './polish';
 import { trainingTests } from './training';
@@ -42,36 +43,6 @@ async function shot(page: Page, name: string): Promise<void> {
 }
 
 /** Runs a palette command, retrying while the remote extension host is still registering commands. */
-/**
- * Opens something (a menu, the palette) until `target` shows up. The workbench appears before the remote
- * extension host has registered Whittle's contributions, so the first tries can come up without them.
- */
-async function openUntil(page: Page, open: () => Promise<void>, target: Locator, tries = 20): Promise<void> {
-  for (let i = 0; ; i++) {
-    await open();
-    try {
-      await target.waitFor({ timeout: 3000 });
-      return;
-    } catch (err) {
-      if (i >= tries) throw err;
-      await page.keyboard.press('Escape');
-      await page.waitForTimeout(1000);
-    }
-  }
-}
-
-/** Runs a command from the palette by its title. */
-async function runFromPalette(page: Page, title: string): Promise<void> {
-  const input = page.locator('.quick-input-widget input');
-  const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
-  await openUntil(page, async () => {
-    await page.keyboard.press('Control+Shift+P');
-    await input.waitFor({ state: 'visible' });
-    await input.fill(`>${title}`);
-  }, row);
-  await page.keyboard.press('Enter');
-}
-
 /** Waits for `locator`, failing with what was expected (a bare timeout does not say which wait ran out). */
 async function expectShown(locator: Locator, what: string, timeout = 20_000): Promise<void> {
   try {

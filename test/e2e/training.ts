@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import type { Frame, Page } from 'playwright-core';
 import { repoRoot } from '../../scripts/codeServer';
 import { writeToyDigits } from '../unit/helpers/toyDigits';
+import { runFromPalette } from './lib/workbench';
 import { check, type Steps } from './lib/steps';
 
 /** What the training steps borrow from test/e2e/run.ts's UI session. */
@@ -105,20 +106,14 @@ export async function trainingTests(t: TrainingE2e): Promise<void> {
     // The fine-tuned model becomes the distillation's teacher (a trained teacher has soft labels worth matching).
     fs.copyFileSync(output, path.join(workspace, teacherName));
     // Room for the next run's panel: close the editors (the inspector and the panel).
-    await page.keyboard.press('Control+Shift+P');
-    await page.locator('.quick-input-widget input').fill('>View: Close All Editors');
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Close All Editors' }).first().waitFor({ timeout: 10_000 });
-    await page.keyboard.press('Enter');
+    await runFromPalette(page, 'View: Close All Editors');
   }), false);
 
   await steps.step('Distill… (teacher: the fine-tuned sample model, student derived at 50%) ends with the report, confusion and similarity heatmaps and soft-label bars', t.shotOnFail(page, 'distill-failed', async () => {
     const teacher = fs.existsSync(path.join(workspace, teacherName)) ? teacherName : model;
     steps.log(`teacher: ${teacher}`);
     // Earlier steps leave run folders expanded, which can push the teacher below the Explorer's rendered rows.
-    await page.keyboard.press('Control+Shift+P');
-    await page.locator('.quick-input-widget input').fill('>File: Collapse Folders in Explorer');
-    await page.locator('.quick-input-list .monaco-list-row', { hasText: 'Collapse Folders in Explorer' }).first().waitFor({ timeout: 10_000 });
-    await page.keyboard.press('Enter');
+    await runFromPalette(page, 'File: Collapse Folders in Explorer');
     // A file written behind the Explorer's back shows once its watcher reports it: wait for it before the menu.
     await page.getByRole('treeitem', { name: new RegExp(`^${teacher.replace('.', '\\.')}`) }).first().waitFor({ timeout: 30_000 });
     await t.explorerWhittle(page, teacher, 'Distill…', 'student');
