@@ -113,7 +113,7 @@ export async function trainingTests(t: TrainingE2e): Promise<void> {
     const teacher = fs.existsSync(path.join(workspace, teacherName)) ? teacherName : model;
     steps.log(`teacher: ${teacher}`);
     // Earlier steps leave run folders expanded, which can push the teacher below the Explorer's rendered rows.
-    await runFromPalette(page, 'File: Collapse Folders in Explorer');
+    await runFromPalette(page, 'Collapse Folders in Explorer');
     // A file written behind the Explorer's back shows once its watcher reports it: wait for it before the menu.
     await page.getByRole('treeitem', { name: new RegExp(`^${teacher.replace('.', '\\.')}`) }).first().waitFor({ timeout: 30_000 });
     await t.explorerWhittle(page, teacher, 'Distill…', 'student');
