@@ -53,11 +53,12 @@ describe('training on MNIST', { skip: noSharedData }, () => {
     assert.ok(fs.existsSync(r.recipe) && fs.existsSync(path.join(path.dirname(r.report), 'report.md')));
   });
 
-  test('without --eval-data, the metrics use the first 1000 training samples, or all of a smaller set', async () => {
+  test('without --eval-data, the metrics use the first 1000 training samples, or all of a smaller set (QAT calibration too)', async () => {
     const small = `${path.join(mnist, 't10k-images-idx3-ubyte.gz')}#:300`;
-    const r = await runFinetune({ model: copyTo(mnist8, 'm8-small'), data: small, epochs: 1, batch: 64, seed: 1, threads: 1, ep: 'cpu' });
+    const r = await runFinetune({ model: copyTo(mnist8, 'm8-small'), data: small, epochs: 1, batch: 64, seed: 1, threads: 1, ep: 'cpu', qat: 8, qatActivations: true });
     assert.equal(r.metrics.before.samples, 300);
     assert.equal(r.metrics.after.samples, 300);
+    assert.equal(r.qat?.samples, 300, 'the int8 export is measured on the same 300 samples');
     assert.ok(r.warnings.some((w) => /no --eval-data/.test(w)), r.warnings.join('; '));
   });
 

@@ -149,7 +149,7 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
     let activations: Record<string, ScaleZero> | undefined;
     if (p.qat && p.qatActivations) {
       progress(undefined, 'calibrating activation ranges for QAT');
-      activations = await calibrateActivations(model, { bits: p.qat, exclude: p.qatExclude }, `${p.data}#:512`, { signal, warnings, seed: p.seed });
+      activations = await calibrateActivations(model, { bits: p.qat, exclude: p.qatExclude }, p.data, { signal, warnings, seed: p.seed, limit: 512 });
     }
 
     progress(0, 'training');
@@ -196,7 +196,7 @@ export async function runFinetune(p: FinetuneParams, signal?: AbortSignal, progr
     let qat: QatExport | undefined;
     if (p.qat === 8) {
       progress(undefined, 'exporting the QAT model to static U8S8');
-      const q = await runQuantize({ model: out, mode: 'static', data: evalData, calibData: `${p.data}#:512`, out: path.join(dir, 'int8'), ep: p.ep, limit: evalLimit, seed: p.seed, exclude: p.qatExclude ?? [] }, signal, progress);
+      const q = await runQuantize({ model: out, mode: 'static', data: evalData, calibData: p.data, calibLimit: 512, out: path.join(dir, 'int8'), ep: p.ep, limit: evalLimit, seed: p.seed, exclude: p.qatExclude ?? [] }, signal, progress);
       for (const w of q.warnings) if (!warnings.includes(w)) warnings.push(w);
       qat = { bits: 8, output: q.output, accuracy: q.metrics.after.accuracy ?? NaN, samples: q.metrics.after.samples, sizeBytes: q.sizeBytes.after };
     } else if (p.qat === 4) {

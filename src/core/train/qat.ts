@@ -116,10 +116,10 @@ export function insertWeightFakeQuant(source: ModelProto, o: FakeQuantOptions): 
  * Activation ranges for QAT as the static quantize pass calibrates them (minmax over `data`, uint8 asymmetric): one
  * scale and zero point per data input of the layers insertWeightFakeQuant would fake-quantize with these options.
  */
-export async function calibrateActivations(model: OnnxModel, o: FakeQuantOptions, data: string, ctx: { signal?: AbortSignal; warnings: string[]; seed?: number }): Promise<Record<string, ScaleZero>> {
+export async function calibrateActivations(model: OnnxModel, o: FakeQuantOptions, data: string, ctx: { signal?: AbortSignal; warnings: string[]; seed?: number; limit?: number }): Promise<Record<string, ScaleZero>> {
   const layers = insertWeightFakeQuant(model.proto, { ...o, activations: undefined }).layers;
   const tensors = [...new Set(layers.map((l) => model.graph.node.find((n) => n.name === l.node)!.input[0]))];
-  const cal = await collectStats(model, tensors.map((tensor) => ({ tensor })), { data, seed: ctx.seed }, { signal: ctx.signal, warnings: ctx.warnings });
+  const cal = await collectStats(model, tensors.map((tensor) => ({ tensor })), { data, seed: ctx.seed, limit: ctx.limit }, { signal: ctx.signal, warnings: ctx.warnings });
   return Object.fromEntries(
     tensors.map((t) => {
       const [lo, hi] = chooseRange(cal.stats.get(t)!, 'minmax');
