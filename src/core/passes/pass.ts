@@ -49,6 +49,27 @@ export interface Calibration {
   ep?: EpName;
 }
 
+/** Sample count and accuracy (with labels) of one model on the data. */
+export interface ModelFigures {
+  samples: number;
+  accuracy?: number;
+}
+
+/**
+ * The object every model-writing command returns (DESIGN.md section 7); each command extends it with its own
+ * record. `metrics.top1Agreement` and `cosine` compare the written model with the one before.
+ */
+export interface WriteCommandResult {
+  output: string;
+  sizeBytes: { before: number; after: number };
+  params: { before: number; after: number };
+  sparsity: number;
+  metrics: { before: ModelFigures; after: ModelFigures; top1Agreement?: number; cosine?: number | string | null };
+  latencyMs: { before: number; after: number };
+  ep: string;
+  warnings: string[];
+}
+
 /** What every pass reports: its name and the parameters it ran with. */
 export interface PassReport {
   pass: string;

@@ -9,7 +9,7 @@ import { evaluate, type EvalResult, type Progress } from '../runtime/evaluate';
 import { commandRecipe, recipeStep, recipeText } from '../recipe/write';
 import { CancelledError } from '../../protocol/rpc';
 import { InputError } from '../errors';
-import { parseParams } from './pass';
+import { parseParams, type ModelFigures } from './pass';
 import { prunePass, type LayerPruneSummary, type PruneOptions, type PruneReport } from './prune/unstructured';
 
 /** What `whittle prune` takes: the pass's parameters (raw or parsed; they are validated here) and the run's own. */
@@ -25,11 +25,8 @@ export interface PruneParams extends Partial<Omit<PruneOptions, 'exclude'>> {
   shapes?: Record<string, number[]>;
 }
 
-/** Accuracy and sample count of one model on the data. */
-export interface ModelFigures {
-  samples: number;
-  accuracy?: number;
-}
+/** Accuracy and sample count of one model on the data (defined with the write-command contract). */
+export type { ModelFigures };
 
 /**
  * The CLI contract object of a command that writes a model (DESIGN.md section 7), for prune. `sizeBytes`

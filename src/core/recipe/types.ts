@@ -1,4 +1,5 @@
 import type { EpName } from '../runtime/ep';
+import type { ModelFigures, WriteCommandResult } from '../passes/pass';
 import type { ReportData } from '../report/types';
 
 /** The passes a recipe can chain. */
@@ -47,10 +48,7 @@ export interface RecipeIssue {
 }
 
 /** Figures of one model on the evaluation data. */
-export interface RecipeFigures {
-  samples: number;
-  accuracy?: number;
-}
+export type RecipeFigures = ModelFigures;
 
 /** One pass of a run: what it wrote and its own report.json. */
 export interface RecipeStep {
@@ -63,22 +61,10 @@ export interface RecipeStep {
  * What `whittle run` returns: the write-command contract object (DESIGN.md section 7) for the whole chain,
  * source against final model, plus where everything went.
  */
-export interface RecipeResult {
-  output: string;
-  sizeBytes: { before: number; after: number };
-  params: { before: number; after: number };
+export interface RecipeResult extends WriteCommandResult {
   /** Exact zeros over all elements of the final model's layer weights (quantized weights as they compute: dequantized). */
   sparsity: number;
-  metrics: {
-    before: RecipeFigures;
-    after: RecipeFigures;
-    top1Agreement?: number;
-    cosine?: number | string | null;
-    accuracy?: { before: number; after: number; dropPt: number };
-  };
-  latencyMs: { before: number; after: number };
-  ep: string;
-  warnings: string[];
+  metrics: WriteCommandResult['metrics'] & { accuracy?: { before: number; after: number; dropPt: number } };
   /** The recipe file run (absent when the recipe came as an object without a file). */
   recipe?: string;
   /** The run folder. */

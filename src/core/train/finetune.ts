@@ -15,6 +15,7 @@ import { evaluate, type Progress } from '../runtime/evaluate';
 import { commandRecipe, recipeStep, recipeText } from '../recipe/write';
 import { finetuneParams } from './params';
 import { InputError } from '../errors';
+import type { WriteCommandResult } from '../passes/pass';
 import { train, type TrainProgress, type TrainResult } from './loop';
 import { calibrateActivations, insertWeightFakeQuant } from './qat';
 import { runQuantize } from '../passes/quantize/run';
@@ -84,22 +85,10 @@ export interface QatExport {
 }
 
 /** The write-command contract object (DESIGN.md section 7) plus the training record. */
-export interface FinetuneResult {
-  output: string;
-  sizeBytes: { before: number; after: number };
-  params: { before: number; after: number };
+export interface FinetuneResult extends WriteCommandResult {
   /** Exact zeros over the elements of the matrix-like trained weights (kernels and matrices). */
   sparsity: number;
-  metrics: {
-    before: { samples: number; accuracy?: number };
-    after: { samples: number; accuracy?: number };
-    top1Agreement?: number;
-    cosine?: number | string | null;
-    accuracy?: { before: number; after: number; gainPt: number };
-  };
-  latencyMs: { before: number; after: number };
-  ep: string;
-  warnings: string[];
+  metrics: WriteCommandResult['metrics'] & { accuracy?: { before: number; after: number; gainPt: number } };
   recipe: string;
   report: string;
   data: string;

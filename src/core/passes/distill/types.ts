@@ -4,6 +4,7 @@
  */
 import type { EventMessage } from '../../../protocol/rpc';
 import type { EpName } from '../../runtime/ep';
+import type { ModelFigures, WriteCommandResult } from '../pass';
 
 /** How a feature pair is compared. */
 export type FeatureLossKind = 'mse' | 'cosine' | 'attention';
@@ -153,25 +154,15 @@ export interface TeacherCacheStats {
 }
 
 /** The write-command contract object (DESIGN.md section 7) plus the distillation record and diagnostics. */
-export interface DistillResult {
-  output: string;
-  sizeBytes: { before: number; after: number };
+export interface DistillResult extends WriteCommandResult {
   /** Teacher parameters (before) and student parameters (after). */
   params: { before: number; after: number };
-  sparsity: number;
   /** before: the teacher; after: the distilled student; top1Agreement and cosine: student against teacher. */
-  metrics: {
-    before: { samples: number; accuracy?: number };
-    after: { samples: number; accuracy?: number };
-    top1Agreement?: number;
-    cosine?: number | string | null;
+  metrics: WriteCommandResult['metrics'] & {
     accuracy?: { before: number; after: number; gainPt: number };
     /** The student before distillation (its starting weights). */
-    studentBefore?: { samples: number; accuracy?: number };
+    studentBefore?: ModelFigures;
   };
-  latencyMs: { before: number; after: number };
-  ep: string;
-  warnings: string[];
   recipe: string;
   report: string;
   data: string;
